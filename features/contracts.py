@@ -229,7 +229,10 @@ REGISTRY = Source(
             allowed=tuple(ENTERPRISE_TYPES),
         ),
         Column(
-            name="status", dtype=DType.STRING, en="Registration status", zh="登记状态",
+            name="status",
+            dtype=DType.STRING,
+            en="Registration status",
+            zh="登记状态",
             allowed=STATUSES,
         ),
         Column(
@@ -298,7 +301,10 @@ LIST_ENTRIES = Source(
         _record_id("List entry id", "名单记录编号"),
         _code(),
         Column(
-            name="list_type", dtype=DType.STRING, en="Which list", zh="名单类型",
+            name="list_type",
+            dtype=DType.STRING,
+            en="Which list",
+            zh="名单类型",
             allowed=LIST_TYPES,
         ),
         Column(name="entered_on", dtype=DType.DATE, en="Date listed", zh="列入日期"),
