@@ -1,0 +1,40 @@
+"""The README stays true: generated tables match the code, CI runs the README's test command."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from features.docs import CONTRACTS_BEGIN, CONTRACTS_END, contracts_markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _block(text: str, begin: str, end: str) -> str:
+    return text[text.index(begin) : text.index(end) + len(end)]
+
+
+def test_contract_tables_match_the_code() -> None:
+    assert _block(README, CONTRACTS_BEGIN, CONTRACTS_END) == contracts_markdown(), (
+        "README contract tables are stale: run `.venv/bin/riskctl docs`"
+    )
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    commands = re.findall(r"^(bash \.ci/setup && .+?)\s+#", README, flags=re.MULTILINE)
+    assert len(commands) == 2, commands
+    test_command = next(c for c in commands if "pytest" in c)
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    ci_commands = [
+        line for line in ci.splitlines() if line.strip() and not line.startswith(("#", "set ", "cd "))
+    ]
+    assert ci_commands == [test_command]
+
+
+def test_every_cli_command_in_the_readme_exists() -> None:
+    from serving.cli import app
+
+    registered = {c.name or c.callback.__name__ for c in app.registered_commands}
+    mentioned = set(re.findall(r"`riskctl (\w+)", README))
+    assert mentioned <= registered, mentioned - registered
