@@ -27,7 +27,9 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     test_command = next(c for c in commands if "pytest" in c)
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     ci_commands = [
-        line for line in ci.splitlines() if line.strip() and not line.startswith(("#", "set ", "cd "))
+        line
+        for line in ci.splitlines()
+        if line.strip() and not line.startswith(("#", "set ", "cd "))
     ]
     assert ci_commands == [test_command]
 
