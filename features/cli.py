@@ -18,7 +18,7 @@ from rich.table import Table
 from features.contracts import ValidationWindow
 
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str) -> typer.Exit:
