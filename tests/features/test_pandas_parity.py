@@ -255,3 +255,134 @@ def test_reference_matches_the_spec_worked_by_hand(hand_folder: Path) -> None:
 def test_reference_dtypes_follow_the_spec(hand_folder: Path) -> None:
     got = pandas_features(hand_folder, HAND_PAIRS)
     assert {c: str(got[c].dtype) for c in FEATURES} == DTYPES
+
+
+# ----------------------------------------------------------------------------- comparison
+def assert_same_features(sql: pd.DataFrame, ref: pd.DataFrame) -> None:
+    """Same rows and columns; ints equal, floats within 1e-9 (relative above 1), NULLs alike."""
+    assert list(sql.columns) == list(ref.columns) == ["credit_code", "as_of", *FEATURES]
+    sql = sql.assign(as_of=pd.to_datetime(sql["as_of"]).astype("datetime64[s]"))
+    ref = ref.assign(as_of=pd.to_datetime(ref["as_of"]).astype("datetime64[s]"))
+    sql = sql.sort_values(["credit_code", "as_of"], ignore_index=True)
+    ref = ref.sort_values(["credit_code", "as_of"], ignore_index=True)
+    assert len(sql) == len(ref)
+    assert (sql["credit_code"].to_numpy() == ref["credit_code"].to_numpy()).all()
+    assert (sql["as_of"].to_numpy() == ref["as_of"].to_numpy()).all()
+    problems = []
+    for name in FEATURES:
+        a, b = sql[name], ref[name]
+        a_na, b_na = a.isna().to_numpy(), b.isna().to_numpy()
+        both = ~(a_na | b_na)
+        if DTYPES[name] == "str":
+            differ = a.to_numpy(dtype=object)[both] != b.to_numpy(dtype=object)[both]
+        else:
+            x = a.to_numpy(dtype="float64", na_value=np.nan)[both]
+            y = b.to_numpy(dtype="float64", na_value=np.nan)[both]
+            if DTYPES[name] == "float64":
+                differ = np.abs(x - y) > 1e-9 * np.maximum(1.0, np.abs(y))
+            else:
+                differ = x != y
+        bad = np.flatnonzero(a_na != b_na)
+        bad = np.union1d(bad, np.flatnonzero(both)[differ])
+        if len(bad):
+            i = bad[0]
+            problems.append(
+                f"{name}: {len(bad)} rows differ, e.g. {sql.at[i, 'credit_code']} "
+                f"{sql.at[i, 'as_of'].date()}: duckdb={a.iloc[i]!r} pandas={b.iloc[i]!r}"
+            )
+    assert not problems, "\n".join(problems)
+
+
+def test_the_comparison_catches_a_one_cell_difference(hand_folder: Path) -> None:
+    ref = pandas_features(hand_folder, HAND_PAIRS)
+    assert_same_features(ref.copy(), ref)
+    for name, change in [
+        ("penalty_count_5y", lambda s: s.where(s.index != 0, s + 1)),
+        ("credit_score_change", lambda s: s + 1e-6),
+        ("days_since_last_penalty", lambda s: s.where(s.index != 0, pd.NA)),
+        ("industry", lambda s: s.where(s.index != 0, "Q")),
+    ]:
+        changed = ref.copy()
+        changed[name] = change(changed[name]).astype(ref[name].dtype)
+        with pytest.raises(AssertionError, match=name):
+            assert_same_features(changed, ref)
+
+
+def test_duckdb_matches_the_hand_worked_spec(hand_folder: Path) -> None:
+    from features.build import build_features
+
+    sql = build_features(hand_folder, HAND_PAIRS)
+    assert {c: str(sql[c].dtype) for c in FEATURES} == DTYPES
+    assert_same_features(sql, pandas_features(hand_folder, HAND_PAIRS))
+
+
+# ----------------------------------------------------------------------------- province
+AS_OFS = (date(2020, 3, 1), date(2024, 2, 29), date(2026, 6, 30))
+EXTRACTED_ON = date(2026, 6, 30)
+
+
+@pytest.fixture(scope="module")
+def province(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic province, generated as CSV and validated."""
+    from features.contracts import ValidationWindow
+    from features.synthetic import generate
+    from features.validate import validate
+
+    root = tmp_path_factory.mktemp("province")
+    generate(root / "raw", enterprises=2_000, seed=11, fmt="csv", extracted_on=EXTRACTED_ON)
+    validate(root / "raw", root / "validated", window=ValidationWindow(extracted_on=EXTRACTED_ON))
+    return root / "validated"
+
+
+def _label_pairs(validated: Path) -> pd.DataFrame:
+    """Each inspection's (code, inspection date): the pairs labels are trained on."""
+    ins = pd.read_parquet(
+        validated / "inspections.parquet", columns=["credit_code", "inspected_on"]
+    )
+    # build_features returns one row per distinct pair; an enterprise inspected twice on one
+    # day has one feature row for that day.
+    return ins.rename(columns={"inspected_on": "as_of"}).drop_duplicates(ignore_index=True)
+
+
+@pytest.mark.parametrize("as_of", AS_OFS, ids=str)
+def test_population_snapshot_matches_pandas(province: Path, tmp_path: Path, as_of: date) -> None:
+    from features.build import build_snapshot
+
+    info = build_snapshot(province, as_of, tmp_path / "snapshot.parquet")
+    sql = pd.read_parquet(info.path)
+    assert len(sql) == info.rows > 1_000
+    ref = pandas_features(province, sql[["credit_code", "as_of"]])
+    assert_same_features(sql, ref)
+
+
+def test_label_pairs_match_pandas(province: Path) -> None:
+    from features.build import build_features
+
+    pairs = _label_pairs(province)
+    sql = build_features(province, pairs)
+    ref = pandas_features(province, pairs)
+    assert {c: str(sql[c].dtype) for c in FEATURES} == DTYPES
+    assert_same_features(sql, ref)
+    # The comparison is only as strong as the data: every count and flag is non-zero somewhere.
+    counts = [f for f in FEATURES if DTYPES[f] in ("int64", "int32")]
+    assert [f for f in counts if not (ref[f] > 0).any()] == []
+
+
+def test_province_exercises_repairs_and_objections(province: Path, tmp_path: Path) -> None:
+    """Dropping the repairs and objections changes the features of some label pairs."""
+    folder = tmp_path / "no_disputes"
+    folder.mkdir()
+    for parquet in province.glob("*.parquet"):
+        table = pq.read_table(parquet)
+        if parquet.stem in ("credit_repairs", "objections"):
+            table = table.slice(0, 0)
+        pq.write_table(table, folder / parquet.name)
+    pairs = _label_pairs(province)
+    with_disputes = pandas_features(province, pairs)
+    without = pandas_features(folder, pairs)
+    changed = {
+        f for f in FEATURES if DTYPES[f] == "int64" and (with_disputes[f] != without[f]).any()
+    }
+    # Exclusions only ever remove records, so the counts can only go down.
+    assert all((with_disputes[f] <= without[f]).all() for f in changed)
+    assert {"penalty_count_5y", "complaints_1y"} <= changed

@@ -468,7 +468,7 @@ def test_publication_lags_are_mostly_short_with_a_long_tail(medium: Path) -> Non
 
 @pytest.fixture(scope="module")
 def random_draws(medium: Path) -> pd.DataFrame:
-    """Random-draw inspections with registry attributes and the penalties of the year before."""
+    """Random-draw inspections with registry attributes and prior penalties (last year, 1-5 y)."""
     con = duckdb.connect()
     return con.execute(
         f"""
@@ -479,11 +479,14 @@ def random_draws(medium: Path) -> pd.DataFrame:
         SELECT ins.record_id, any_value(ins.problem_found) AS problem,
                any_value(reg.industry) AS industry,
                any_value(datediff('day', reg.founded_on, ins.inspected_on)) / 365.25 AS age,
-               count(pen.record_id) AS penalties_1y
+               count(pen.record_id) FILTER (
+                   WHERE pen.decided_on >= ins.inspected_on - INTERVAL 365 DAY) AS penalties_1y,
+               count(pen.record_id) FILTER (
+                   WHERE pen.decided_on < ins.inspected_on - INTERVAL 365 DAY) AS penalties_old
         FROM ins JOIN reg USING (credit_code)
         LEFT JOIN pen ON pen.credit_code = ins.credit_code
              AND pen.decided_on < ins.inspected_on
-             AND pen.decided_on >= ins.inspected_on - INTERVAL 365 DAY
+             AND pen.decided_on >= ins.inspected_on - INTERVAL 1826 DAY
         GROUP BY ins.record_id
         """
     ).df()
@@ -502,6 +505,16 @@ def test_a_penalty_in_the_year_before_raises_the_problem_rate(random_draws: pd.D
     without = random_draws.loc[random_draws["penalties_1y"] == 0, "problem"]
     assert len(with_penalty) > 150
     assert with_penalty.mean() > 1.6 * without.mean()
+
+
+def test_recent_penalties_matter_far_more_than_old_ones(random_draws: pd.DataFrame) -> None:
+    no_recent = random_draws["penalties_1y"] == 0
+    recent = random_draws.loc[~no_recent, "problem"].mean()
+    old_only = random_draws.loc[no_recent & (random_draws["penalties_old"] > 0), "problem"].mean()
+    none = random_draws.loc[no_recent & (random_draws["penalties_old"] == 0), "problem"].mean()
+    # The latent drift alone gives ~0.1 between recent and old; the direct effect doubles it.
+    assert recent - old_only > 0.15
+    assert old_only > none
 
 
 def test_catering_is_riskier_than_it_and_the_young_riskier_than_the_middle_aged(
