@@ -138,7 +138,7 @@ def _step_compare(work: Path, enterprises: int) -> dict:
             if a.dtype.kind == "f" or b.dtype.kind == "f":
                 x = a.to_numpy(dtype="float64", na_value=np.nan)[both]
                 y = b.to_numpy(dtype="float64", na_value=np.nan)[both]
-                val_diff = ~np.isclose(x, y, rtol=0.0, atol=1e-9)
+                val_diff = np.abs(x - y) > 1e-9 * np.maximum(1.0, np.abs(y))
             else:
                 val_diff = a.astype(object).to_numpy()[both] != b.astype(object).to_numpy()[both]
             n = int(null_diff.sum() + np.asarray(val_diff).sum())
@@ -349,7 +349,7 @@ def _notes(r: StepResult, size: int) -> str:
     if r.step == "compare":
         bad = r.extra.get("mismatches", {})
         notes.append(
-            "all cells agree (ints exact, floats within 1e-9, NULLs alike)"
+            "all cells agree (ints exact, floats within 1e-9 relative, NULLs alike)"
             if not bad
             else "mismatched cells: " + ", ".join(f"{k} {v:,}" for k, v in bad.items())
         )
@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reuse", action="store_true", help="reuse raw/validated data from an earlier run"
     )
-    parser.add_argument("--memory-budget-gib", type=float, default=16.0)
+    parser.add_argument("--memory-budget-gib", type=float, default=14.0)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--_step", help=argparse.SUPPRESS)

@@ -53,11 +53,11 @@ WITH p AS (
 ),
 excluded AS (
   SELECT p.credit_code, p.as_of, r.target_source AS src, r.target_record_id AS rid
-  FROM p JOIN {s['credit_repairs']} r ON r.credit_code = p.credit_code
+  FROM p JOIN {s["credit_repairs"]} r ON r.credit_code = p.credit_code
   WHERE r.repaired_on < p.as_of AND r.recorded_at < p.as_of
   UNION
   SELECT p.credit_code, p.as_of, o.target_source, o.target_record_id
-  FROM p JOIN {s['objections']} o ON o.credit_code = p.credit_code
+  FROM p JOIN {s["objections"]} o ON o.credit_code = p.credit_code
   WHERE o.filed_on < p.as_of AND o.recorded_at < p.as_of
     AND NOT (o.outcome = 'rejected' AND o.resolved_on < p.as_of)
 ),
@@ -70,9 +70,9 @@ pen AS (
     MAX(CASE e.kind {_SEVERITY} END) AS penalty_max_severity_5y,
     SUM(COALESCE(e.amount, 0)) AS penalty_amount_5y,
     MAX(e.decided_on) AS last_penalty
-  FROM p JOIN {s['penalties']} e ON e.credit_code = p.credit_code
-  WHERE {_known('e', 'decided_on')} AND e.decided_on >= p.t_5y
-    AND {_not_excluded('penalties', 'e')}
+  FROM p JOIN {s["penalties"]} e ON e.credit_code = p.credit_code
+  WHERE {_known("e", "decided_on")} AND e.decided_on >= p.t_5y
+    AND {_not_excluded("penalties", "e")}
   GROUP BY p.credit_code, p.as_of
 ),
 lst AS (
@@ -84,18 +84,18 @@ lst AS (
       AS black_list_entries_5y,
     SUM(CASE WHEN e.list_type = 'abnormal' AND e.entered_on >= p.t_1y THEN 1 ELSE 0 END)
       AS abnormal_entries_1y
-  FROM p JOIN {s['list_entries']} e ON e.credit_code = p.credit_code
+  FROM p JOIN {s["list_entries"]} e ON e.credit_code = p.credit_code
   CROSS JOIN LATERAL (SELECT NOT (e.removed_on IS NOT NULL AND e.removed_on < p.as_of
                       AND e.removal_recorded_at < p.as_of) AS listed) l
-  WHERE {_known('e', 'entered_on')} AND {_not_excluded('list_entries', 'e')}
+  WHERE {_known("e", "entered_on")} AND {_not_excluded("list_entries", "e")}
   GROUP BY p.credit_code, p.as_of
 ),
 ev_ranked AS (
   SELECT p.credit_code, p.as_of, e.score, e.grade, e.evaluated_on,
     ROW_NUMBER() OVER (PARTITION BY p.credit_code, p.as_of
                        ORDER BY e.evaluated_on DESC, e.record_id DESC) AS rn
-  FROM p JOIN {s['credit_evaluations']} e ON e.credit_code = p.credit_code
-  WHERE {_known('e', 'evaluated_on')}
+  FROM p JOIN {s["credit_evaluations"]} e ON e.credit_code = p.credit_code
+  WHERE {_known("e", "evaluated_on")}
 ),
 ev AS (
   SELECT credit_code, as_of,
@@ -114,9 +114,9 @@ insp AS (
     SUM(CASE WHEN e.problem_found AND e.inspected_on >= p.t_1y THEN 1 ELSE 0 END)
       AS problems_found_1y,
     MAX(e.inspected_on) AS last_inspection
-  FROM p JOIN {s['inspections']} e ON e.credit_code = p.credit_code
-  WHERE {_known('e', 'inspected_on')} AND e.inspected_on >= p.t_5y
-    AND {_not_excluded('inspections', 'e')}
+  FROM p JOIN {s["inspections"]} e ON e.credit_code = p.credit_code
+  WHERE {_known("e", "inspected_on")} AND e.inspected_on >= p.t_5y
+    AND {_not_excluded("inspections", "e")}
   GROUP BY p.credit_code, p.as_of
 ),
 comp AS (
@@ -124,9 +124,9 @@ comp AS (
     COUNT(*) AS complaints_1y,
     SUM(CASE WHEN e.substantiated THEN 1 ELSE 0 END) AS substantiated_complaints_1y,
     SUM(CASE WHEN e.received_on >= p.t_90d THEN 1 ELSE 0 END) AS complaints_90d
-  FROM p JOIN {s['complaints']} e ON e.credit_code = p.credit_code
-  WHERE {_known('e', 'received_on')} AND e.received_on >= p.t_1y
-    AND {_not_excluded('complaints', 'e')}
+  FROM p JOIN {s["complaints"]} e ON e.credit_code = p.credit_code
+  WHERE {_known("e", "received_on")} AND e.received_on >= p.t_1y
+    AND {_not_excluded("complaints", "e")}
   GROUP BY p.credit_code, p.as_of
 )
 SELECT p.credit_code, p.as_of,
@@ -157,7 +157,7 @@ SELECT p.credit_code, p.as_of,
   CAST(COALESCE(comp.substantiated_complaints_1y, 0) AS BIGINT) AS substantiated_complaints_1y,
   CAST(COALESCE(comp.complaints_90d, 0) AS BIGINT) AS complaints_90d
 FROM p
-LEFT JOIN {s['registry']} g ON g.credit_code = p.credit_code
+LEFT JOIN {s["registry"]} g ON g.credit_code = p.credit_code
 LEFT JOIN pen ON pen.credit_code = p.credit_code AND pen.as_of = p.as_of
 LEFT JOIN lst ON lst.credit_code = p.credit_code AND lst.as_of = p.as_of
 LEFT JOIN ev ON ev.credit_code = p.credit_code AND ev.as_of = p.as_of
@@ -229,8 +229,12 @@ def build_snapshot(validated_dir: Path, as_of: date, out_path: Path) -> Snapshot
     report = validated_dir / "validation_report.json"
     fingerprint = json.loads(report.read_text())["data_fingerprint"] if report.exists() else None
     info = SnapshotInfo(
-        as_of=as_of, rows=rows, catalogue_version=CATALOGUE_VERSION,
-        data_fingerprint=fingerprint, path=out_path, built_at=datetime.now(UTC),
+        as_of=as_of,
+        rows=rows,
+        catalogue_version=CATALOGUE_VERSION,
+        data_fingerprint=fingerprint,
+        path=out_path,
+        built_at=datetime.now(UTC),
     )
     out_path.with_suffix(".json").write_text(info.model_dump_json(indent=2))
     return info

@@ -80,8 +80,11 @@ def _sha256(path: Path) -> str:
 
 def locate(data_dir: Path, source: Source) -> Path:
     """The one file holding ``source``: CSV or Parquet, not both, not neither."""
-    found = [p for p in (data_dir / f"{source.name}.csv", data_dir / f"{source.name}.parquet")
-             if p.exists()]
+    found = [
+        p
+        for p in (data_dir / f"{source.name}.csv", data_dir / f"{source.name}.parquet")
+        if p.exists()
+    ]
     if not found:
         raise SourceError(data_dir / f"{source.name}.csv", "missing source file (.csv or .parquet)")
     if len(found) == 2:
@@ -108,7 +111,9 @@ def _open(con: duckdb.DuckDBPyConnection, source: Source, path: Path) -> list[st
                 "all_varchar = true, header = true, sample_size = -1)"
             )
         else:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE raw_{source.name} AS {_read_parquet_sql(path)}")
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE raw_{source.name} AS {_read_parquet_sql(path)}"
+            )
     except duckdb.Error as exc:
         raise SourceError(path, f"unreadable: {str(exc).splitlines()[0]}") from None
     columns = [r[0] for r in con.execute(f"DESCRIBE raw_{source.name}").fetchall()]
@@ -119,7 +124,7 @@ def _open(con: duckdb.DuckDBPyConnection, source: Source, path: Path) -> list[st
 
 
 def _typed(col: Column) -> str:
-    raw = f"CAST(r.\"{col.name}\" AS VARCHAR)"
+    raw = f'CAST(r."{col.name}" AS VARCHAR)'
     blank = f"NULLIF(trim({raw}), '')"
     if col.dtype == DType.BOOL:
         return (
@@ -142,47 +147,84 @@ def _checks(source: Source, window: ValidationWindow) -> list[tuple[Reason, str,
             cond = "true"
         elif col.required_if:
             other, _, value = col.required_if.partition("=")
-            cond = f"{typed[other]} IS NOT NULL" + (f" AND {typed[other]} = '{value}'" if value else "")
+            cond = f"{typed[other]} IS NOT NULL" + (
+                f" AND {typed[other]} = '{value}'" if value else ""
+            )
         if cond:
             checks.append((Reason.MISSING_VALUE, col.name, f"({cond}) AND {raw[col.name]} IS NULL"))
     for col in source.columns:
         if col.dtype != DType.STRING:
             checks.append(
-                (Reason.UNPARSEABLE_VALUE, col.name,
-                 f"{raw[col.name]} IS NOT NULL AND {typed[col.name]} IS NULL")
+                (
+                    Reason.UNPARSEABLE_VALUE,
+                    col.name,
+                    f"{raw[col.name]} IS NOT NULL AND {typed[col.name]} IS NULL",
+                )
             )
     for col in source.columns:
         v = typed[col.name]
         if col.credit_code:
-            checks.append((Reason.MALFORMED_CREDIT_CODE, col.name,
-                           f"{v} IS NOT NULL AND NOT regexp_full_match({v}, '{CODE_PATTERN.pattern[1:-1]}')"))
-            checks.append((Reason.BAD_CHECK_CHARACTER, col.name,
-                           f"{v} IS NOT NULL AND regexp_full_match({v}, '{CODE_PATTERN.pattern[1:-1]}') "
-                           f"AND substr({v}, 18, 1) <> {sql_check_character(v)}"))
+            checks.append(
+                (
+                    Reason.MALFORMED_CREDIT_CODE,
+                    col.name,
+                    f"{v} IS NOT NULL AND NOT regexp_full_match({v}, '{CODE_PATTERN.pattern[1:-1]}')",
+                )
+            )
+            checks.append(
+                (
+                    Reason.BAD_CHECK_CHARACTER,
+                    col.name,
+                    f"{v} IS NOT NULL AND regexp_full_match({v}, '{CODE_PATTERN.pattern[1:-1]}') "
+                    f"AND substr({v}, 18, 1) <> {sql_check_character(v)}",
+                )
+            )
         if col.allowed:
             values = ", ".join(f"'{a}'" for a in col.allowed)
-            checks.append((Reason.UNKNOWN_VALUE, col.name, f"{v} IS NOT NULL AND {v} NOT IN ({values})"))
+            checks.append(
+                (Reason.UNKNOWN_VALUE, col.name, f"{v} IS NOT NULL AND {v} NOT IN ({values})")
+            )
         if col.pattern:
-            checks.append((Reason.PATTERN_MISMATCH, col.name,
-                           f"{v} IS NOT NULL AND NOT regexp_full_match({v}, '{col.pattern[1:-1]}')"))
+            checks.append(
+                (
+                    Reason.PATTERN_MISMATCH,
+                    col.name,
+                    f"{v} IS NOT NULL AND NOT regexp_full_match({v}, '{col.pattern[1:-1]}')",
+                )
+            )
         bounds = []
         if col.min_value is not None:
             bounds.append(f"{v} {'<=' if col.min_exclusive else '<'} {col.min_value}")
         if col.max_value is not None:
             bounds.append(f"{v} > {col.max_value}")
         if bounds:
-            checks.append((Reason.OUT_OF_RANGE, col.name, f"{v} IS NOT NULL AND ({' OR '.join(bounds)})"))
+            checks.append(
+                (Reason.OUT_OF_RANGE, col.name, f"{v} IS NOT NULL AND ({' OR '.join(bounds)})")
+            )
         if col.dtype == DType.DATE:
-            earliest = (window.earliest_founding if col.name == "founded_on"
-                        else window.earliest_event)
-            checks.append((Reason.DATE_OUT_OF_RANGE, col.name,
-                           f"{v} IS NOT NULL AND ({v} < DATE '{earliest}' "
-                           f"OR {v} > DATE '{window.extracted_on}')"))
+            earliest = (
+                window.earliest_founding if col.name == "founded_on" else window.earliest_event
+            )
+            checks.append(
+                (
+                    Reason.DATE_OUT_OF_RANGE,
+                    col.name,
+                    f"{v} IS NOT NULL AND ({v} < DATE '{earliest}' "
+                    f"OR {v} > DATE '{window.extracted_on}')",
+                )
+            )
     for order in source.date_orders:
-        checks.append((Reason.DATES_OUT_OF_ORDER, order.later,
-                       f"{typed[order.earlier]} > {typed[order.later]}"))
+        checks.append(
+            (
+                Reason.DATES_OUT_OF_ORDER,
+                order.later,
+                f"{typed[order.earlier]} > {typed[order.later]}",
+            )
+        )
     for rule in source.consistency:
-        checks.append((Reason.INCONSISTENT_VALUES, rule.column, f"NOT ({_qualify(rule.sql, source)})"))
+        checks.append(
+            (Reason.INCONSISTENT_VALUES, rule.column, f"NOT ({_qualify(rule.sql, source)})")
+        )
     return checks
 
 
@@ -201,13 +243,19 @@ def _validate_source(
     file_columns = _open(con, source, path)
     ignored = [c for c in file_columns if c not in source.column_names]
     typed_cols = ", ".join(f'{_typed(c)} AS "{c.name}"' for c in source.columns)
-    raw_cols = ", ".join(f'CAST(r."{c.name}" AS VARCHAR) AS "raw__{c.name}"' for c in source.columns)
+    raw_cols = ", ".join(
+        f'CAST(r."{c.name}" AS VARCHAR) AS "raw__{c.name}"' for c in source.columns
+    )
     checks = _checks(source, window)
     fail_list = ", ".join(
-        f"CASE WHEN coalesce({sql}, false) THEN '{reason.value}:{col}' END" for reason, col, sql in checks
+        f"CASE WHEN coalesce({sql}, false) THEN '{reason.value}:{col}' END"
+        for reason, col, sql in checks
     )
-    raw_json = "to_json(struct_pack(" + ", ".join(
-        f'"{c}" := CAST(r."{c}" AS VARCHAR)' for c in file_columns) + "))"
+    raw_json = (
+        "to_json(struct_pack("
+        + ", ".join(f'"{c}" := CAST(r."{c}" AS VARCHAR)' for c in file_columns)
+        + "))"
+    )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE checked_{source.name} AS
         WITH typed AS (SELECT r.source_row, {typed_cols}, {raw_cols}, {raw_json} AS raw
@@ -229,7 +277,7 @@ def _validate_source(
         )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE passed_{source.name} AS
-        SELECT * EXCLUDE (fails), list_filter([{', '.join(later)}], lambda x: x IS NOT NULL) AS fails
+        SELECT * EXCLUDE (fails), list_filter([{", ".join(later)}], lambda x: x IS NOT NULL) AS fails
         FROM checked_{source.name} WHERE len(fails) = 0"""
     )
     if source.targets_records:
@@ -263,9 +311,12 @@ def _validate_source(
     )
     read = con.execute(f"SELECT count(*) FROM raw_{source.name}").fetchone()[0]
     kept = con.execute(f"SELECT count(*) FROM clean_{source.name}").fetchone()[0]
-    by = dict(con.execute(
-        f"SELECT reason || ':' || \"column\", count(*) FROM quarantine WHERE source = '{source.name}' "
-        "GROUP BY ALL ORDER BY 2 DESC").fetchall())
+    by = dict(
+        con.execute(
+            f"SELECT reason || ':' || \"column\", count(*) FROM quarantine WHERE source = '{source.name}' "
+            "GROUP BY ALL ORDER BY 2 DESC"
+        ).fetchall()
+    )
     return read, kept, by, ignored
 
 
@@ -297,9 +348,15 @@ def validate(
             assert read == kept + sum(by.values()), f"{name}: rows lost"
             con.execute(f"COPY clean_{name} TO '{staging / (name + '.parquet')}' (FORMAT parquet)")
             reports[name] = SourceReport(
-                source=name, file=str(paths[name]), format=paths[name].suffix[1:],
-                sha256=_sha256(paths[name]), rows_read=read, rows_kept=kept,
-                rows_quarantined=read - kept, quarantined_by=by, ignored_columns=ignored,
+                source=name,
+                file=str(paths[name]),
+                format=paths[name].suffix[1:],
+                sha256=_sha256(paths[name]),
+                rows_read=read,
+                rows_kept=kept,
+                rows_quarantined=read - kept,
+                quarantined_by=by,
+                ignored_columns=ignored,
             )
         con.execute(
             f"COPY (SELECT * FROM quarantine ORDER BY source, source_row) TO "
@@ -310,7 +367,8 @@ def validate(
             "".join(r.sha256 for r in reports.values()).encode()
         ).hexdigest()
         report = ValidationReport(
-            window=window, sources=reports,
+            window=window,
+            sources=reports,
             rows_read=sum(r.rows_read for r in reports.values()),
             rows_kept=sum(r.rows_kept for r in reports.values()),
             rows_quarantined=sum(r.rows_quarantined for r in reports.values()),
@@ -327,4 +385,6 @@ def validate(
 
 
 def load_report(out_dir: Path) -> ValidationReport:
-    return ValidationReport.model_validate(json.loads((out_dir / "validation_report.json").read_text()))
+    return ValidationReport.model_validate(
+        json.loads((out_dir / "validation_report.json").read_text())
+    )
