@@ -129,21 +129,14 @@ def register(app: typer.Typer) -> None:
             "README.md"
         ),
     ) -> None:
-        """Regenerate the README's contract tables from features/contracts.py."""
-        from features.docs import (
-            CONTRACTS_BEGIN,
-            CONTRACTS_END,
-            contracts_markdown,
-            replace_generated,
-        )
+        """Regenerate the README's contract, catalogue and defect tables from the code."""
+        from features.docs import GENERATED, refresh
 
         if not readme.exists():
             raise fail(f"{readme}: no such file")
         text = readme.read_text(encoding="utf-8")
-        if CONTRACTS_BEGIN not in text or CONTRACTS_END not in text:
-            raise fail(f"{readme}: the contract markers are missing")
-        readme.write_text(
-            replace_generated(text, CONTRACTS_BEGIN, CONTRACTS_END, contracts_markdown()),
-            encoding="utf-8",
-        )
-        console.print(f"refreshed the contract tables in {readme}")
+        missing = [b for b, e, _ in GENERATED if b not in text or e not in text]
+        if missing:
+            raise fail(f"{readme}: generated-block markers missing: {missing}")
+        readme.write_text(refresh(text), encoding="utf-8")
+        console.print(f"refreshed the generated tables in {readme}")

@@ -6,6 +6,7 @@ CLI, the notebooks and the tests run exactly the same path.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import date
 from pathlib import Path
@@ -61,6 +62,7 @@ def run_synthetic(
     """
     generated: SyntheticSummary | None = None
     if has_sources(workspace.raw):
+        _check_same_province(workspace.raw, enterprises=enterprises, seed=seed)
         log.info("reusing the sources already in %s", workspace.raw)
     else:
         generated = generate(
@@ -78,6 +80,21 @@ def run_synthetic(
         progress=progress,
         generated=generated,
     )
+
+
+def _check_same_province(raw: Path, *, enterprises: int, seed: int) -> None:
+    """Refuse to mix provinces: existing sources must come from the same parameters."""
+    meta = raw / "_truth" / "generation.json"
+    if not meta.exists():
+        raise ValueError(
+            f"{raw} holds sources that were not generated here; use `riskctl validate`"
+        )
+    params = json.loads(meta.read_text())["params"]
+    if (params["enterprises"], params["seed"]) != (enterprises, seed):
+        raise ValueError(
+            f"{raw} holds a province generated with --enterprises {params['enterprises']} "
+            f"--seed {params['seed']}; pass those, or another --workdir"
+        )
 
 
 def run_sources(

@@ -484,10 +484,12 @@ def _lag(
     cap: int = 365,
 ) -> np.ndarray:
     """Publication lag in days: mostly 0..main_max, a tail up to ``cap`` (about a year)."""
-    lag = rng.integers(0, main_max + 1, n)
-    tail = rng.random(n) < tail_share
-    extra = np.minimum(rng.exponential(tail_scale, n), cap - main_max - 1).astype(np.int64)
-    return np.where(tail, main_max + 1 + extra, lag)
+    u = rng.random(n)
+    tail = np.flatnonzero(u < tail_share)
+    lag = ((u - tail_share) / (1.0 - tail_share) * (main_max + 1)).astype(np.int64)
+    extra = np.minimum(rng.exponential(tail_scale, tail.size), cap - main_max - 1)
+    lag[tail] = main_max + 1 + extra.astype(np.int64)
+    return lag
 
 
 def _strings(mat: np.ndarray) -> pa.Array:
@@ -993,42 +995,47 @@ class _Chunk:
         self.pen_keys = self.keys(self.pen_ent, self.pen_day)  # sorted
 
     def evaluations(self) -> None:
-        """Quarterly score and grade: a noisy view of the propensity half a year earlier."""
+        """Quarterly score and grade: a noisy view of the propensity half a year earlier.
+
+        Only real evaluations are computed (from the first quarter end after founding to the
+        last before closing), as flat arrays in (enterprise, quarter) order; ``ev_start`` finds
+        an enterprise's first one.
+        """
         p, rng = self.p, self.rng("evaluations")
         qd = p.quarter_ends
-        n, nq = self.n, qd.size
+        nq = qd.size
         self.q_first = np.searchsorted(qd, self.founded, "right")  # first quarter end > founded
-        self.q_end = np.searchsorted(qd, self.end, "left")  # quarter ends before closing
+        self.q_end = np.maximum(np.searchsorted(qd, self.end, "left"), self.q_first)
+        counts = self.q_end - self.q_first
+        self.ev_start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        ent = np.repeat(np.arange(self.n), counts)
+        q = self.q_first[ent] + np.arange(ent.size) - self.ev_start[ent]
+        day = qd[q]
         lagged = qd - 182
-        yi = np.clip(np.searchsorted(p.year_start, lagged, "right") - 1, 0, p.n_years - 1)
-        age = (lagged[None, :] - self.founded[:, None]) / 365.25
-        rho = (self.base + self.u)[:, None] + _age_effect(age) + self.z[:, yi]
+        lag_year = np.clip(np.searchsorted(p.year_start, lagged, "right") - 1, 0, p.n_years - 1)
+        age = (lagged[q] - self.founded[ent]) / 365.25
+        rho = (self.base + self.u)[ent] + _age_effect(age) + self.z[ent, lag_year[q]]
         # Penalties decided in the year before each quarter end: a difference array over
         # quarters (each penalty counts for the quarter ends in (day, day + 365]).
-        diff = np.zeros((n, nq + 1), dtype=np.int64)
+        diff = np.zeros((self.n, nq + 1), dtype=np.int32)
         np.add.at(diff, (self.pen_ent, np.searchsorted(qd, self.pen_day, "right")), 1)
         np.add.at(diff, (self.pen_ent, np.searchsorted(qd, self.pen_day + 365, "right")), -1)
-        recent = np.cumsum(diff, axis=1)[:, :nq]
-        ent = np.repeat(np.arange(n), nq)
-        day = np.tile(qd, n)
+        recent = np.cumsum(diff, axis=1).ravel()[ent * (nq + 1) + q]
         score = (
             760.0
             - 85.0 * (rho - _Hidden.CENTER)
             - 35.0 * np.minimum(recent, 3)
-            + rng.normal(0, 20, n)[:, None]
-            + rng.normal(0, 30, (n, nq))
+            + rng.normal(0, 20, self.n)[ent]
+            + rng.normal(0, 30, ent.size)
         )
         score = np.round(np.clip(score, 0, 1000), 1)
         grade = 4 - np.searchsorted(np.array([560.0, 660.0, 760.0, 860.0]), score, "right")
-        rec = qd[None, :] + _lag(rng, n * nq, 10, 0.03, 15, cap=60).reshape(n, nq)
-        self.ev_grade, self.ev_rec = grade.ravel(), rec.ravel()
-        quarter = np.arange(nq)[None, :]
-        valid = (quarter >= self.q_first[:, None]) & (quarter < self.q_end[:, None])
-        keep = (valid & (rec <= self.E)).ravel()
+        rec = day + _lag(rng, ent.size, 10, 0.03, 15, cap=60)
+        self.ev_grade, self.ev_rec = grade, rec
+        keep = rec <= self.E
         self.ev = {
-            "ent": ent[keep], "day": day[keep], "score": score.ravel()[keep],
-            "grade": self.ev_grade[keep], "dept": np.full(int(keep.sum()), -2),
-            "rec": self.ev_rec[keep],
+            "ent": ent[keep], "day": day[keep], "score": score[keep], "grade": grade[keep],
+            "dept": np.full(int(keep.sum()), -2), "rec": rec[keep],
         }  # fmt: skip
 
     def latest_grade(self, ent: np.ndarray, day: np.ndarray) -> np.ndarray:
@@ -1037,14 +1044,16 @@ class _Chunk:
         Evaluation lags are capped below a quarter, so the latest known one is the last
         quarter end before ``day`` or the one before it.
         """
-        nq = self.p.quarter_ends.size
+        if self.ev_rec.size == 0:
+            return np.full(ent.size, -1)
         first = self.q_first[ent]
         q = np.minimum(np.searchsorted(self.p.quarter_ends, day, "left") - 1, self.q_end[ent] - 1)
-        flat = ent * nq + np.clip(q, 0, nq - 1)
-        ok = (q >= first) & (self.ev_rec[flat] < day)
-        flat_prev = np.maximum(flat - 1, 0)
-        ok_prev = ~ok & (q - 1 >= first) & (self.ev_rec[flat_prev] < day)
-        return np.where(ok, self.ev_grade[flat], np.where(ok_prev, self.ev_grade[flat_prev], -1))
+        flat = self.ev_start[ent] + q - first  # meaningful only where q >= first
+        top = self.ev_rec.size - 1
+        ok = (q >= first) & (self.ev_rec[np.clip(flat, 0, top)] < day)
+        ok_prev = ~ok & (q - 1 >= first) & (self.ev_rec[np.clip(flat - 1, 0, top)] < day)
+        grade = self.ev_grade[np.clip(np.where(ok, flat, flat - 1), 0, top)]
+        return np.where(ok | ok_prev, grade, -1)
 
     def inspections(self) -> None:
         p = self.p
@@ -1536,7 +1545,7 @@ class _Chunk:
         years = self.p.years
         n, ny = self.n, years.size
         ent = np.repeat(np.arange(n), ny)
-        code = _strings(self.codes).take(pa.array(ent))
+        code = pa.DictionaryArray.from_arrays(pa.array(ent.astype(np.int32)), _strings(self.codes))
         propensity = (self.u[:, None] + self.z).ravel()
         static = (self.rho_year - (self.u[:, None] + self.z)).ravel()
         return pa.table({

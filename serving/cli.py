@@ -34,7 +34,10 @@ def demo(
     from features.workspace import Workspace
 
     ws = Workspace.from_env(workdir)
-    run = run_synthetic(ws, enterprises=enterprises, seed=seed, progress=True)
+    try:
+        run = run_synthetic(ws, enterprises=enterprises, seed=seed, progress=True)
+    except ValueError as exc:
+        raise feature_cli.fail(str(exc)) from None
     if run.generated is not None:
         console.print(
             f"generated {sum(run.generated.rows.values()):,} source rows "

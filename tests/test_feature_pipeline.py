@@ -130,3 +130,11 @@ def test_generate_rejects_an_unknown_format(tmp_path: Path) -> None:
     result = runner.invoke(app, ["generate", "--out", str(tmp_path / "x"), "--format", "xlsx"])
     assert result.exit_code == 2 and "--format" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_demo_refuses_to_mix_two_provinces_in_one_workdir(demo_dir: Path) -> None:
+    before = _hash_tree(demo_dir / "raw")
+    result = runner.invoke(app, ["demo", "--workdir", str(demo_dir), "--enterprises", "900"])
+    assert result.exit_code == 2
+    assert "--enterprises 1500" in result.output
+    assert _hash_tree(demo_dir / "raw") == before

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from features.docs import CONTRACTS_BEGIN, CONTRACTS_END, contracts_markdown
+from features.docs import GENERATED
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -15,10 +15,11 @@ def _block(text: str, begin: str, end: str) -> str:
     return text[text.index(begin) : text.index(end) + len(end)]
 
 
-def test_contract_tables_match_the_code() -> None:
-    assert _block(README, CONTRACTS_BEGIN, CONTRACTS_END) == contracts_markdown(), (
-        "README contract tables are stale: run `.venv/bin/riskctl docs`"
-    )
+def test_generated_tables_match_the_code() -> None:
+    for begin, end, render in GENERATED:
+        assert _block(README, begin, end) == render(), (
+            f"README block {begin[:20]} is stale: run `.venv/bin/riskctl docs`"
+        )
 
 
 def test_ci_runs_exactly_the_readme_test_command() -> None:

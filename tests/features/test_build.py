@@ -195,6 +195,7 @@ def test_latest_evaluation_and_trend_with_ties(tmp_path: Path) -> None:
             department="DRC",
             recorded_at=d,
         )
+
     folder = write(
         tmp_path,
         {
