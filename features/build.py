@@ -178,7 +178,7 @@ def population_sql(registry: str, as_of: date) -> str:
 
 def connect(validated_dir: Path) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with one view per validated source."""
-    con = duckdb.connect(config={"threads": os.cpu_count() or 2})
+    con = duckdb.connect(config={"threads": os.cpu_count() or 2, "enable_progress_bar": False})
     for name in SOURCES:
         path = str(validated_dir / f"{name}.parquet").replace("'", "''")
         con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path}')")

@@ -238,9 +238,12 @@ def _qualify(sql: str, source: Source) -> str:
 
 
 def _validate_source(
-    con: duckdb.DuckDBPyConnection, source: Source, path: Path, window: ValidationWindow
+    con: duckdb.DuckDBPyConnection,
+    source: Source,
+    path: Path,
+    window: ValidationWindow,
+    file_columns: list[str],
 ) -> tuple[int, int, dict[str, int], list[str]]:
-    file_columns = _open(con, source, path)
     ignored = [c for c in file_columns if c not in source.column_names]
     typed_cols = ", ".join(f'{_typed(c)} AS "{c.name}"' for c in source.columns)
     raw_cols = ", ".join(
@@ -258,7 +261,7 @@ def _validate_source(
     )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE checked_{source.name} AS
-        WITH typed AS (SELECT r.source_row, {typed_cols}, {raw_cols}, {raw_json} AS raw
+        WITH typed AS (SELECT r.source_row, {typed_cols}, {raw_cols}
                        FROM raw_{source.name} r)
         SELECT t.* EXCLUDE ({", ".join(f'"raw__{c}"' for c in source.column_names)}),
                list_filter([{fail_list}], lambda x: x IS NOT NULL) AS fails
@@ -304,10 +307,11 @@ def _validate_source(
           'value ' || coalesce(json_extract_string(raw, split_part(fails[1], ':', 2)), '<empty>')
             || ' : ' || split_part(fails[1], ':', 1),
           array_to_string(fails, ';'), raw, coalesce(starts_with(credit_code, '92'), false)
-        FROM (SELECT source_row, "{rec}", credit_code, fails, raw FROM checked_{source.name}
+        FROM (SELECT source_row, "{rec}", credit_code, fails FROM checked_{source.name}
               WHERE len(fails) > 0
-              UNION ALL SELECT source_row, "{rec}", credit_code, fails, raw
-              FROM passed_{source.name} WHERE len(fails) > 0)"""
+              UNION ALL SELECT source_row, "{rec}", credit_code, fails
+              FROM passed_{source.name} WHERE len(fails) > 0) f
+        JOIN (SELECT source_row, {raw_json} AS raw FROM raw_{source.name} r) USING (source_row)"""
     )
     read = con.execute(f"SELECT count(*) FROM raw_{source.name}").fetchone()[0]
     kept = con.execute(f"SELECT count(*) FROM clean_{source.name}").fetchone()[0]
@@ -333,18 +337,21 @@ def validate(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
-        con = duckdb.connect(config={"preserve_insertion_order": True})
+        con = duckdb.connect(
+            config={"preserve_insertion_order": True, "enable_progress_bar": False}
+        )
         con.execute(
             """CREATE TEMP TABLE quarantine (source VARCHAR, file VARCHAR, source_row BIGINT,
             record_id VARCHAR, credit_code VARCHAR, reason VARCHAR, "column" VARCHAR,
             detail VARCHAR, all_reasons VARCHAR, raw VARCHAR, personal_data BOOLEAN)"""
         )
         # Every file must open with its columns before anything is written.
-        for name, source in SOURCES.items():
-            _open(con, source, paths[name])
+        columns = {name: _open(con, source, paths[name]) for name, source in SOURCES.items()}
         reports: dict[str, SourceReport] = {}
         for name, source in tqdm(SOURCES.items(), desc="validate", disable=not progress):
-            read, kept, by, ignored = _validate_source(con, source, paths[name], window)
+            read, kept, by, ignored = _validate_source(
+                con, source, paths[name], window, columns[name]
+            )
             assert read == kept + sum(by.values()), f"{name}: rows lost"
             con.execute(f"COPY clean_{name} TO '{staging / (name + '.parquet')}' (FORMAT parquet)")
             reports[name] = SourceReport(

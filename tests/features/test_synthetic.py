@@ -321,6 +321,40 @@ def test_credit_linked_draws_oversample_bad_grades(medium: Path) -> None:
     assert (late > 0.08).any() and (late < 0.03).any()
 
 
+def test_draw_probabilities_follow_the_latest_known_grade(medium: Path) -> None:
+    """Within one draw, probability / grade multiplier is the draw's base rate (3-8 %).
+
+    The draw date is hidden (inspections follow it by 7-75 days), so only inspections whose
+    latest known grade is the same 75 and 7 days before are checked; defective evaluation rows
+    make the data differ slightly from what the platform knew, hence the 98 % bar.
+    """
+    con = duckdb.connect()
+    df = con.execute(
+        f"""
+        WITH ins AS (SELECT * FROM '{medium / "inspections.parquet"}'
+                     WHERE selection = 'random' AND year(inspected_on) >= 2021),
+             ev AS (SELECT * FROM '{medium / "credit_evaluations.parquet"}')
+        SELECT ins.record_id, any_value(ins.task_id) AS task,
+               any_value(ins.selection_probability) AS prob,
+               arg_max(ev.grade, ev.evaluated_on) FILTER (
+                   WHERE ev.recorded_at < ins.inspected_on - INTERVAL 75 DAY) AS early,
+               arg_max(ev.grade, ev.evaluated_on) AS late
+        FROM ins LEFT JOIN ev ON ev.credit_code = ins.credit_code
+             AND ev.recorded_at < ins.inspected_on - INTERVAL 7 DAY
+        GROUP BY ins.record_id
+        """
+    ).df()
+    same = df[df["early"].fillna("-") == df["late"].fillna("-")]
+    assert len(same) > 1_000
+    multiplier = same["late"].map({"A": 0.5, "B": 1.0, "C": 1.0, "D": 3.0, "E": 3.0}).fillna(1.0)
+    base = same["prob"] / multiplier
+    per_task = base.groupby(same["task"]).transform("median")
+    assert per_task.between(0.03, 0.08).all()
+    assert ((base - per_task).abs() <= 1.1e-4).mean() > 0.98
+    # ... and bad grades really are drawn more often than good ones, relative to their share.
+    assert (same["late"].isin(["D", "E"])).mean() > 0.1
+
+
 # ----------------------------------------------------------------------------- defects
 
 
