@@ -29,6 +29,12 @@ _SEVERITY = " ".join(f"WHEN '{k}' THEN {i + 1}" for i, k in enumerate(PENALTY_KI
 _GRADE = " ".join(f"WHEN '{g}' THEN {i + 1}" for i, g in enumerate("ABCDE"))
 
 
+#: A known list entry is still listed at t unless its removal happened and was recorded before t.
+_LISTED = (
+    "NOT (e.removed_on IS NOT NULL AND e.removed_on < p.as_of AND e.removal_recorded_at < p.as_of)"
+)
+
+
 def _known(alias: str, event: str) -> str:
     return f"{alias}.{event} < p.as_of AND {alias}.recorded_at < p.as_of"
 
@@ -77,16 +83,14 @@ pen AS (
 ),
 lst AS (
   SELECT p.credit_code, p.as_of,
-    MAX(CASE WHEN e.list_type = 'black' AND l.listed THEN 1 ELSE 0 END) AS on_black_list,
-    MAX(CASE WHEN e.list_type = 'abnormal' AND l.listed THEN 1 ELSE 0 END) AS on_abnormal_list,
-    MAX(CASE WHEN e.list_type = 'red' AND l.listed THEN 1 ELSE 0 END) AS on_red_list,
+    MAX(CASE WHEN e.list_type = 'black' AND {_LISTED} THEN 1 ELSE 0 END) AS on_black_list,
+    MAX(CASE WHEN e.list_type = 'abnormal' AND {_LISTED} THEN 1 ELSE 0 END) AS on_abnormal_list,
+    MAX(CASE WHEN e.list_type = 'red' AND {_LISTED} THEN 1 ELSE 0 END) AS on_red_list,
     SUM(CASE WHEN e.list_type = 'black' AND e.entered_on >= p.t_5y THEN 1 ELSE 0 END)
       AS black_list_entries_5y,
     SUM(CASE WHEN e.list_type = 'abnormal' AND e.entered_on >= p.t_1y THEN 1 ELSE 0 END)
       AS abnormal_entries_1y
   FROM p JOIN {s["list_entries"]} e ON e.credit_code = p.credit_code
-  CROSS JOIN LATERAL (SELECT NOT (e.removed_on IS NOT NULL AND e.removed_on < p.as_of
-                      AND e.removal_recorded_at < p.as_of) AS listed) l
   WHERE {_known("e", "entered_on")} AND {_not_excluded("list_entries", "e")}
   GROUP BY p.credit_code, p.as_of
 ),
@@ -178,7 +182,8 @@ def population_sql(registry: str, as_of: date) -> str:
 
 def connect(validated_dir: Path) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with one view per validated source."""
-    con = duckdb.connect(config={"threads": os.cpu_count() or 2, "enable_progress_bar": False})
+    con = duckdb.connect(config={"threads": os.cpu_count() or 2})
+    con.execute("SET enable_progress_bar = false")
     for name in SOURCES:
         path = str(validated_dir / f"{name}.parquet").replace("'", "''")
         con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path}')")
@@ -200,6 +205,24 @@ def build_features(validated_dir: Path, pairs: pd.DataFrame | Path) -> pd.DataFr
         con.close()
     assert list(out.columns) == ["credit_code", "as_of", *FEATURE_NAMES]
     return out
+
+
+def spark_sql(pairs: str = "pairs") -> str:
+    """The same definitions in Spark SQL, transpiled from the one DuckDB definition."""
+    import sqlglot
+
+    sql = feature_sql({n: n for n in SOURCES}, pairs)
+    return sqlglot.transpile(sql, read="duckdb", write="spark")[0]
+
+
+def build_features_spark(spark, validated_dir: Path, pairs: pd.DataFrame) -> pd.DataFrame:
+    """Run the feature definitions on a Spark session (a province that outgrew one machine)."""
+    for name in SOURCES:
+        spark.read.parquet(str(validated_dir / f"{name}.parquet")).createOrReplaceTempView(name)
+    frame = pairs[["credit_code", "as_of"]].copy()
+    frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
+    spark.createDataFrame(frame).createOrReplaceTempView("pairs")
+    return spark.sql(spark_sql("pairs")).toPandas()
 
 
 class SnapshotInfo(BaseModel):

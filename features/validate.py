@@ -337,9 +337,8 @@ def validate(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
-        con = duckdb.connect(
-            config={"preserve_insertion_order": True, "enable_progress_bar": False}
-        )
+        con = duckdb.connect(config={"preserve_insertion_order": True})
+        con.execute("SET enable_progress_bar = false")
         con.execute(
             """CREATE TEMP TABLE quarantine (source VARCHAR, file VARCHAR, source_row BIGINT,
             record_id VARCHAR, credit_code VARCHAR, reason VARCHAR, "column" VARCHAR,
