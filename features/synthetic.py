@@ -300,6 +300,9 @@ class _Hidden:
     RHO_Z = 0.75
     CENTER = 0.75  # typical risk index: event rates are quoted at this point
     INTERCEPT = -2.6  # of the inspection logit: ~20 % problems on random draws
+    # Penalties in the logit are the spontaneous ones (daily supervision), counted by decision
+    # date whether or not they were published; follow-up penalties of a problem found come
+    # after the outcome they follow, so they do not feed back into it.
     PENALTY_1Y = 0.55  # per spontaneous penalty decided in the year before (at most 3)
     PENALTY_OLD = 0.08  # per penalty 1-5 years before (at most 3): old ones barely matter
     TARGETED = 0.35  # targeted checks look where the trigger points
@@ -552,12 +555,14 @@ def _floats(values: np.ndarray) -> pa.Array:
 
 
 def _code_matrix(
-    index: np.ndarray, category: np.ndarray, region: np.ndarray, a: int, b: int
+    index: np.ndarray, category: np.ndarray, region: np.ndarray, key: np.ndarray
 ) -> np.ndarray:
     """GB 32100 codes (ASCII rows): 9, category, county code, organisation code, check.
 
-    The organisation code is an affine bijection of the enterprise index modulo 31^9, so codes
-    are unique and an index outside the registry gives a valid code of nobody.
+    The organisation code is a seeded bijection of the enterprise index onto 9 base-31 digits
+    (an affine map modulo 31^9, then rounds that add to each digit a multiple of its
+    neighbour, each step invertible), so codes are unique and look scattered, and an index
+    outside the registry gives a valid code of nobody.
     """
     n = index.size
     vals = np.empty((n, 18), dtype=np.int64)
@@ -565,10 +570,17 @@ def _code_matrix(
     vals[:, 1] = category
     region_digits = np.array([[int(ch) for ch in r.code] for r in REGIONS], dtype=np.int64)
     vals[:, 2:8] = region_digits[region]
-    org = (a * index.astype(np.int64) + b) % _ORG_SPACE
-    for pos in range(16, 7, -1):
-        vals[:, pos] = org % 31
+    org = (key[0] * index.astype(np.int64) + key[1]) % _ORG_SPACE
+    digits = vals[:, 8:17]
+    for pos in range(8, -1, -1):
+        digits[:, pos] = org % 31
         org //= 31
+    mult, add = key[2:20].reshape(2, 9), key[20:38].reshape(2, 9)
+    for rnd in range(2):
+        for pos in range(9):
+            neighbour = digits[:, (pos + 1) % 9]
+            digits[:, pos] = (digits[:, pos] + mult[rnd, pos] * neighbour + add[rnd, pos]) % 31
+    vals[:, 8:17] = digits
     vals[:, 17] = (31 - (vals[:, :17] @ _WEIGHTS) % 31) % 31
     return _ALPHA[vals]
 
@@ -601,8 +613,7 @@ class _Province:
     years: np.ndarray  # calendar years of the history
     year_start: np.ndarray  # day of 1 January, one more than years
     quarter_ends: np.ndarray  # evaluation dates
-    code_a: int
-    code_b: int
+    code_key: np.ndarray  # the seeded organisation-code bijection (see _code_matrix)
     industry_cum: np.ndarray  # [group, region, industry] cumulative shares
     interaction: np.ndarray  # [region, industry]
     eligible: np.ndarray  # [dept, industry] bool
@@ -643,9 +654,10 @@ def _build_province(seed: int, extracted_on: date) -> _Province:
         dtype=np.int64,
     )
     code_a = int(rng.integers(2**20, 2**31))
-    if code_a % 31 == 0:
-        code_a += 1
-    code_b = int(rng.integers(0, _ORG_SPACE))
+    code_a += code_a % 31 == 0  # coprime with 31: a bijection modulo 31^9
+    code_key = np.concatenate(
+        [[code_a, rng.integers(0, _ORG_SPACE)], rng.integers(1, 31, 18), rng.integers(0, 31, 18)]
+    ).astype(np.int64)
 
     shares = np.stack([_industry_array(g) for g in ("individual", "company", "cooperative")])
     tilt = np.ones((_N_REG, _N_IND))
@@ -715,8 +727,7 @@ def _build_province(seed: int, extracted_on: date) -> _Province:
         years=years,
         year_start=year_start,
         quarter_ends=quarter_ends,
-        code_a=code_a,
-        code_b=code_b,
+        code_key=code_key,
         industry_cum=industry_cum,
         interaction=interaction,
         eligible=eligible,
@@ -847,7 +858,7 @@ class _Chunk:
         self.end = np.where(self.closed == _NA, self.E + 1, self.closed)  # first inactive day
 
         index = self.start + np.arange(n, dtype=np.int64)
-        self.codes = _code_matrix(index, category, self.region, p.code_a, p.code_b)
+        self.codes = _code_matrix(index, category, self.region, p.code_key)
         self.category = category
         self.name_parts = (rng.integers(0, len(TRADE_WORDS), n), rng.random(n))
 
@@ -932,7 +943,7 @@ class _Chunk:
         )
         parts.append((ent, day, np.full(ent.size, 2), reason, removed))
         self.abnormal_truth = (ent, day)
-        # Three years on the abnormal list without removal -> black list (half of them).
+        # Three years on the abnormal list without removal -> black list (a quarter of them).
         stuck = ((removed == _NA) | (removed > day + 1095)) & (rng.random(ent.size) < 0.25)
         b_day = day[stuck] + 1095 + rng.integers(0, 61, int(stuck.sum()))
         b_ent = ent[stuck]
@@ -1279,11 +1290,7 @@ class _Chunk:
         # Any index >= the population size belongs to nobody (the code map is a bijection).
         ghost = _GHOST_START + rng.integers(0, _GHOST_START // 2, r.size)
         code[r] = _code_matrix(
-            ghost,
-            self.category[f["ent"][r]],
-            self.region[f["ent"][r]],
-            self.p.code_a,
-            self.p.code_b,
+            ghost, self.category[f["ent"][r]], self.region[f["ent"][r]], self.p.code_key
         )
         r = rows("recorded_before_event")
         f["rec"][r] = f["day"][r] - rng.integers(1, 61, r.size)
