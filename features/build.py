@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from features.catalogue import CATALOGUE, CATALOGUE_VERSION, FEATURE_NAMES
 from features.contracts import PENALTY_KINDS, SOURCES
+from features.engine import quiet_progress
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ def population_sql(registry: str, as_of: date) -> str:
 def connect(validated_dir: Path) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with one view per validated source."""
     con = duckdb.connect(config={"threads": os.cpu_count() or 2})
-    con.execute("SET enable_progress_bar = false")
+    quiet_progress(con)
     for name in SOURCES:
         path = str(validated_dir / f"{name}.parquet").replace("'", "''")
         con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path}')")

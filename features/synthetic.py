@@ -29,7 +29,8 @@ of their penalties. Publication lags (``recorded_at``) are mostly days with a ta
 Data-quality defects are injected at the rates of ``DEFECT_RATES`` (exactly one defect per
 defective row, never in the registry, never in objections or repairs) and listed in
 ``<out>/_truth/defects.csv``; ``_truth/enterprise_risk.parquet`` holds the hidden propensity per
-enterprise and year, ``_truth/inspectors.csv`` each inspector's strictness.
+enterprise and year, ``_truth/inspectors.csv`` each inspector's strictness and
+``_truth/draws.csv`` the draws (date and base probability of every random-draw task).
 
 Scale: enterprises are generated chunk by chunk with vectorised numpy and streamed to one
 writer per source, so memory stays flat. Determinism: every random stream comes from
@@ -1747,6 +1748,7 @@ def _generate_into(
                 pending.exception()  # wait for the writer before closing the files
             writers.close()
     _write_inspectors(work / TRUTH_DIR / "inspectors.csv", prov)
+    _write_draws(work / TRUTH_DIR / "draws.csv", prov)
     files = sorted(str(p.relative_to(work)) for p in work.rglob("*") if p.is_file())
     files.append(f"{TRUTH_DIR}/generation.json")
     summary = SyntheticSummary(
@@ -1782,5 +1784,29 @@ def _write_inspectors(path: Path, prov: _Province) -> None:
         "inspector_id": prov.inspector_ids,
         "department": prov.departments.take(pa.array(dept)),
         "strictness": pa.array(np.round(prov.strictness, 4)),
+    })  # fmt: skip
+    pacsv.write_csv(table, str(path), write_options=pacsv.WriteOptions(quoting_style="none"))
+
+
+def _write_draws(path: Path, prov: _Province) -> None:
+    """The published draws ("one public"): task, county, department, date, base probability.
+
+    A random-draw inspection's ``selection_probability`` is this base probability, times the
+    grade multiplier from ``credit_linked_from`` on (latest evaluation known on the draw date).
+    """
+    r, d, y = np.meshgrid(
+        np.arange(_N_REG), np.arange(_N_DEPT), np.arange(prov.n_years), indexing="ij"
+    )
+    r, d, y = r.ravel(), d.ravel(), y.ravel()
+    day = prov.draw_day.ravel()
+    held = day != _NA
+    r, d, y, day = r[held], d[held], y[held], day[held]
+    table = pa.table({
+        "task_id": prov.tasks.take(pa.array((r * _N_DEPT + d) * prov.n_years + y)),
+        "region": pa.array([x.code for x in REGIONS]).take(pa.array(r)),
+        "department": prov.departments.take(pa.array(r * _N_DEPT + d)),
+        "draw_date": _dates(day),
+        "base_probability": pa.array(prov.draw_base.ravel()[held]),
+        "credit_linked": pa.array(prov.years[y] >= CREDIT_LINKED_FROM),
     })  # fmt: skip
     pacsv.write_csv(table, str(path), write_options=pacsv.WriteOptions(quoting_style="none"))

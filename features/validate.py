@@ -31,6 +31,7 @@ from features.contracts import (
     ValidationWindow,
 )
 from features.credit_code import CODE_PATTERN, sql_check_character
+from features.engine import quiet_progress
 
 log = logging.getLogger(__name__)
 
@@ -338,7 +339,7 @@ def validate(
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
         con = duckdb.connect(config={"preserve_insertion_order": True})
-        con.execute("SET enable_progress_bar = false")
+        quiet_progress(con)
         con.execute(
             """CREATE TEMP TABLE quarantine (source VARCHAR, file VARCHAR, source_row BIGINT,
             record_id VARCHAR, credit_code VARCHAR, reason VARCHAR, "column" VARCHAR,
