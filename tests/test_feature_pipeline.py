@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
@@ -11,17 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from serving.cli import app
+from tests.support import hash_tree
 
 runner = CliRunner()
 SMALL = 1_500
-
-
-def _hash_tree(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +58,10 @@ def test_rerunning_the_demo_reuses_the_data_and_gives_the_same_fingerprint(
     demo_dir: Path,
 ) -> None:
     before = (demo_dir / "validated" / "validation_report.json").read_text()
-    raw_before = _hash_tree(demo_dir / "raw")
+    raw_before = hash_tree(demo_dir / "raw")
     result = runner.invoke(app, ["demo", "--workdir", str(demo_dir), "--enterprises", str(SMALL)])
     assert result.exit_code == 0, result.output
-    assert _hash_tree(demo_dir / "raw") == raw_before
+    assert hash_tree(demo_dir / "raw") == raw_before
     import json
 
     assert (
@@ -88,11 +80,11 @@ def test_validate_names_a_missing_file_and_keeps_the_previous_output(
     next(broken.glob("penalties.*")).unlink()
     out = tmp_path / "validated"
     shutil.copytree(demo_dir / "validated", out)
-    before = _hash_tree(out)
+    before = hash_tree(out)
     result = runner.invoke(app, ["validate", str(broken), "--out", str(out)])
     assert result.exit_code == 2
     assert "penalties" in result.output
-    assert _hash_tree(out) == before
+    assert hash_tree(out) == before
 
 
 def test_validate_rejects_a_folder_that_does_not_exist(tmp_path: Path) -> None:
@@ -118,12 +110,12 @@ def test_features_rejects_a_bad_date_and_a_folder_that_was_not_validated(
 
 
 def test_generate_refuses_a_folder_that_already_holds_sources(demo_dir: Path) -> None:
-    before = _hash_tree(demo_dir / "raw")
+    before = hash_tree(demo_dir / "raw")
     result = runner.invoke(
         app, ["generate", "--out", str(demo_dir / "raw"), "--enterprises", "500"]
     )
     assert result.exit_code == 2
-    assert _hash_tree(demo_dir / "raw") == before
+    assert hash_tree(demo_dir / "raw") == before
 
 
 def test_generate_rejects_an_unknown_format(tmp_path: Path) -> None:
@@ -133,8 +125,8 @@ def test_generate_rejects_an_unknown_format(tmp_path: Path) -> None:
 
 
 def test_demo_refuses_to_mix_two_provinces_in_one_workdir(demo_dir: Path) -> None:
-    before = _hash_tree(demo_dir / "raw")
+    before = hash_tree(demo_dir / "raw")
     result = runner.invoke(app, ["demo", "--workdir", str(demo_dir), "--enterprises", "900"])
     assert result.exit_code == 2
     assert "--enterprises 1500" in result.output
-    assert _hash_tree(demo_dir / "raw") == before
+    assert hash_tree(demo_dir / "raw") == before

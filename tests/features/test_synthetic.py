@@ -7,7 +7,6 @@ clean row that breaks a rule, or a manifest row that is in fact clean, fails a t
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import date
 from pathlib import Path
@@ -32,19 +31,12 @@ from features.synthetic import (
     defect_rates_markdown,
     generate,
 )
+from tests.support import hash_tree
 
 SMALL = 1_500
 MEDIUM = 12_000
 EXTRACTED = date(2026, 6, 30)
 EVENT_SOURCES = [s for s in SOURCES if s != "registry"]
-
-
-def _hash_tree(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 @pytest.fixture(scope="module")
@@ -157,14 +149,14 @@ def test_same_seed_gives_identical_bytes_and_another_seed_does_not(
 ) -> None:
     again = tmp_path / "again"
     generate(again, enterprises=SMALL, seed=11, fmt="csv", chunk_size=400)
-    first = _hash_tree(small_csv)
-    assert _hash_tree(again) == first
+    first = hash_tree(small_csv)
+    assert hash_tree(again) == first
     assert {f"{s}.csv" for s in SOURCES} <= set(first)
     assert {"_truth/defects.csv", "_truth/generation.json"} <= set(first)
 
     other = tmp_path / "other"
     generate(other, enterprises=SMALL, seed=12, fmt="csv", chunk_size=400)
-    second = _hash_tree(other)
+    second = hash_tree(other)
     assert second.keys() == first.keys()
     for source in SOURCES:  # every single source changes with the seed
         assert second[f"{source}.csv"] != first[f"{source}.csv"], source
@@ -647,10 +639,10 @@ def test_summary_matches_the_files(small_parquet: Path) -> None:
 
 
 def test_refuses_a_folder_that_already_holds_sources(small_csv: Path) -> None:
-    before = _hash_tree(small_csv)
+    before = hash_tree(small_csv)
     with pytest.raises(FileExistsError, match="already holds source files"):
         generate(small_csv, enterprises=100)
-    assert _hash_tree(small_csv) == before
+    assert hash_tree(small_csv) == before
 
 
 def test_writes_into_an_existing_empty_folder_and_leaves_no_temporary_files(

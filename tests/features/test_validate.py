@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from datetime import date
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 from features.contracts import Reason, ValidationWindow
 from features.synthetic import generate
 from features.validate import SourceError, validate
+from tests.support import hash_tree
 
 WINDOW = ValidationWindow(extracted_on=date(2026, 6, 30))
 
@@ -36,12 +36,6 @@ def read(folder: Path, source: str) -> pd.DataFrame:
 
 def write(folder: Path, source: str, frame: pd.DataFrame) -> None:
     frame.to_csv(folder / f"{source}.csv", index=False)
-
-
-def tree_hash(folder: Path) -> dict[str, str]:
-    return {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()
-    }
 
 
 def first_clean_row(frame: pd.DataFrame, source: str, out: Path) -> int:
@@ -145,14 +139,14 @@ def test_inputs_are_never_modified_and_a_failed_run_keeps_the_previous_output(
     province: Path, tmp_path: Path
 ) -> None:
     raw = copy(province, tmp_path)
-    before = tree_hash(raw)
+    before = hash_tree(raw)
     validate(raw, tmp_path / "out", window=WINDOW)
-    assert tree_hash(raw) == before
-    previous = tree_hash(tmp_path / "out")
+    assert hash_tree(raw) == before
+    previous = hash_tree(tmp_path / "out")
     (raw / "registry.csv").unlink()
     with pytest.raises(SourceError):
         validate(raw, tmp_path / "out", window=WINDOW)
-    assert tree_hash(tmp_path / "out") == previous
+    assert hash_tree(tmp_path / "out") == previous
 
 
 def test_csv_and_parquet_inputs_give_the_same_validated_tables(
