@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -226,8 +227,8 @@ def run_step(step: str, work: Path, size: int, budget_bytes: int) -> StepResult:
             f"after {wall:.0f} s"
         )
     elif child.returncode != 0:
-        tail = stderr_file.read_text(errors="replace").strip().splitlines()[-3:]
-        res.error = f"exit {child.returncode}: " + " | ".join(tail)
+        lines = stderr_file.read_text(errors="replace").strip().splitlines() or ["?"]
+        res.error = f"exit {child.returncode}: {lines[-1]} (full log: {stderr_file.name})"
     else:
         data = json.loads(result_file.read_text())
         res.ok = True
@@ -404,6 +405,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    # Two runs sharing a scratch folder would delete each other's data mid-step.
+    args.out.mkdir(parents=True, exist_ok=True)
+    lock = (args.out / ".lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        log.error("another benchmark is running in %s; wait for it or pass --out", args.out)
+        return 1
     sizes = list(args.sizes) + ([PROVINCE] if args.province else [])
     started = datetime.now().strftime("%Y-%m-%d %H:%M")
     command = "benchmarks/bench_pipeline.py " + " ".join(argv if argv is not None else sys.argv[1:])
