@@ -566,23 +566,27 @@ def _code_matrix(
     outside the registry gives a valid code of nobody.
     """
     n = index.size
-    vals = np.empty((n, 18), dtype=np.int64)
-    vals[:, 0] = 9
-    vals[:, 1] = category
-    region_digits = np.array([[int(ch) for ch in r.code] for r in REGIONS], dtype=np.int64)
-    vals[:, 2:8] = region_digits[region]
     org = (key[0] * index.astype(np.int64) + key[1]) % _ORG_SPACE
-    digits = vals[:, 8:17]
-    for pos in range(8, -1, -1):
-        digits[:, pos] = org % 31
+    digits = []  # base-31 digits, most significant first (contiguous vectors: fast)
+    for _ in range(9):
+        digits.append(org % 31)
         org //= 31
+    digits.reverse()
     mult, add = key[2:20].reshape(2, 9), key[20:38].reshape(2, 9)
     for rnd in range(2):
         for pos in range(9):
-            neighbour = digits[:, (pos + 1) % 9]
-            digits[:, pos] = (digits[:, pos] + mult[rnd, pos] * neighbour + add[rnd, pos]) % 31
-    vals[:, 8:17] = digits
-    vals[:, 17] = (31 - (vals[:, :17] @ _WEIGHTS) % 31) % 31
+            neighbour = digits[(pos + 1) % 9]
+            digits[pos] = (digits[pos] + mult[rnd, pos] * neighbour + add[rnd, pos]) % 31
+    region_digits = np.array([[int(ch) for ch in r.code] for r in REGIONS], dtype=np.int64)
+    vals = np.empty((n, 18), dtype=np.int64)
+    vals[:, 0] = 9
+    vals[:, 1] = category
+    vals[:, 2:8] = region_digits[region]
+    vals[:, 8:17] = np.stack(digits, axis=1)
+    total = np.zeros(n, dtype=np.int64)
+    for pos in range(17):
+        total += vals[:, pos] * int(_WEIGHTS[pos])
+    vals[:, 17] = (31 - total % 31) % 31
     return _ALPHA[vals]
 
 

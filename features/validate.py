@@ -331,6 +331,7 @@ def validate(
     *,
     window: ValidationWindow | None = None,
     progress: bool = False,
+    memory_limit: str = "4GB",
 ) -> ValidationReport:
     """Validate every source in ``data_dir`` into ``out_dir`` (replaced atomically)."""
     window = window or ValidationWindow(extracted_on=date.today())
@@ -340,6 +341,9 @@ def validate(
     try:
         con = duckdb.connect(config={"preserve_insertion_order": True})
         quiet_progress(con)
+        # Spill to disk instead of growing without bound on a province's files.
+        con.execute(f"SET memory_limit = '{memory_limit}'")
+        con.execute(f"SET temp_directory = '{staging / '.spill'}'")
         con.execute(
             """CREATE TEMP TABLE quarantine (source VARCHAR, file VARCHAR, source_row BIGINT,
             record_id VARCHAR, credit_code VARCHAR, reason VARCHAR, "column" VARCHAR,
@@ -370,6 +374,7 @@ def validate(
             f"'{staging / 'quarantine.parquet'}' (FORMAT parquet)"
         )
         con.close()
+        shutil.rmtree(staging / ".spill", ignore_errors=True)
         fingerprint = hashlib.sha256(
             "".join(r.sha256 for r in reports.values()).encode()
         ).hexdigest()
