@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import shutil
 import tempfile
 from datetime import date
@@ -231,7 +232,6 @@ def _checks(source: Source, window: ValidationWindow) -> list[tuple[Reason, str,
 
 def _qualify(sql: str, source: Source) -> str:
     """Prefix bare column names in a contract rule with the typed alias ``t``."""
-    import re
 
     names = sorted(source.column_names, key=len, reverse=True)
     pattern = re.compile(r"(?<![\w'.])(" + "|".join(map(re.escape, names)) + r")(?![\w'])")
