@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from features import cli as feature_cli
+from training import cli as training_cli
 
 app = typer.Typer(
     help="Enterprise risk prediction for credit-based regulation.",
@@ -18,6 +19,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 feature_cli.register(app)
+training_cli.register(app)
 console = Console()
 
 
@@ -28,10 +30,19 @@ def demo(
     ] = None,
     enterprises: Annotated[int, typer.Option(min=100, max=5_000_000)] = 20_000,
     seed: Annotated[int, typer.Option(min=0)] = 7,
+    mlruns: training_cli.MlrunsOption = None,
+    config: training_cli.ConfigOption = training_cli.DEFAULT_CONFIG,
 ) -> None:
-    """The main job on the embedded synthetic province: generate → validate → features."""
+    """The main job on the embedded synthetic province.
+
+    generate → validate → features → train against the baselines → register (and crown the
+    first champion) in MLflow → print the comparison table.
+    """
     from features.pipeline import run_synthetic
     from features.workspace import Workspace
+    from training.train import train
+
+    cfg = training_cli.load_or_fail(config)
 
     ws = Workspace.from_env(workdir)
     try:
@@ -53,6 +64,12 @@ def demo(
     table.add_row("catalogue version", snap.catalogue_version)
     table.add_row("data fingerprint", str(snap.data_fingerprint)[:16])
     console.print(table)
+    try:
+        result = train(ws.validated, cfg, snap.path, mlruns=mlruns)
+    except ValueError as exc:
+        raise feature_cli.fail(str(exc)) from None
+    training_cli.print_comparison(result)
+    training_cli.report_registration(result, cfg)
 
 
 def main() -> None:

@@ -19,7 +19,18 @@ SMALL = 1_500
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("demo")
-    result = runner.invoke(app, ["demo", "--workdir", str(work), "--enterprises", str(SMALL)])
+    result = runner.invoke(
+        app,
+        [
+            "demo",
+            "--workdir",
+            str(work),
+            "--enterprises",
+            str(SMALL),
+            "--mlruns",
+            str(work / "mlruns"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     return work
 
@@ -59,7 +70,18 @@ def test_rerunning_the_demo_reuses_the_data_and_gives_the_same_fingerprint(
 ) -> None:
     before = (demo_dir / "validated" / "validation_report.json").read_text()
     raw_before = hash_tree(demo_dir / "raw")
-    result = runner.invoke(app, ["demo", "--workdir", str(demo_dir), "--enterprises", str(SMALL)])
+    result = runner.invoke(
+        app,
+        [
+            "demo",
+            "--workdir",
+            str(demo_dir),
+            "--enterprises",
+            str(SMALL),
+            "--mlruns",
+            str(demo_dir / "mlruns"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert hash_tree(demo_dir / "raw") == raw_before
     import json
@@ -126,7 +148,18 @@ def test_generate_rejects_an_unknown_format(tmp_path: Path) -> None:
 
 def test_demo_refuses_to_mix_two_provinces_in_one_workdir(demo_dir: Path) -> None:
     before = hash_tree(demo_dir / "raw")
-    result = runner.invoke(app, ["demo", "--workdir", str(demo_dir), "--enterprises", "900"])
+    result = runner.invoke(
+        app,
+        [
+            "demo",
+            "--workdir",
+            str(demo_dir),
+            "--enterprises",
+            "900",
+            "--mlruns",
+            str(demo_dir / "mlruns"),
+        ],
+    )
     assert result.exit_code == 2
     assert "--enterprises 1500" in result.output
     assert hash_tree(demo_dir / "raw") == before
