@@ -3,7 +3,7 @@
 Why the expert baseline is a rule file: it is exactly what a regulator would write without a
 model, and it runs through the same trigger-rule engine the service uses, so the comparison is
 with rules as they are actually applied — every enterprise starts in the lowest tier and the
-matching rules force it up. Its score is the tier's rank (0 = lowest risk), so it ranks with
+matching rules force it up. Its score is the tier's rank scaled to [0, 1], so it ranks with
 ties, which the detection metrics split fairly. The random draw needs no code: a constant score
 gives AUC 0.5 and the base rate at every inspection budget.
 """
@@ -35,7 +35,8 @@ def expert_rule_tiers(
 def expert_rule_scores(
     frame: pd.DataFrame, rules_path: Path, policy: TierPolicy, scheme: str = BASELINE_SCHEME
 ) -> np.ndarray:
-    """Rank of the rule-only tier: 0 = lowest risk."""
+    """Rank of the rule-only tier scaled to [0, 1]: 0 = lowest risk, 1 = highest."""
     tiers = expert_rule_tiers(frame, rules_path, policy, scheme)["tier"]
-    ranks = {name: i for i, name in enumerate(policy.tier_names(scheme))}
+    names = policy.tier_names(scheme)
+    ranks = {name: i / (len(names) - 1) for i, name in enumerate(names)}
     return tiers.map(ranks).to_numpy(dtype=np.float64)

@@ -22,7 +22,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
-from features.catalogue import FEATURE_NAMES
+from features.catalogue import CATEGORICAL_FEATURES, FEATURE_NAMES
 from training.risk_model import RiskModel
 
 log = logging.getLogger(__name__)
@@ -66,11 +66,14 @@ class RiskPyfunc(mlflow.pyfunc.PythonModel):
 
 
 def signature_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Catalogue columns with text as plain objects (MLflow's schema inference predates ``str``)."""
+    """Catalogue columns as MLflow's schema understands them: numbers as float64 (NaN when
+    missing — nullable integers break schema enforcement), categories as plain objects."""
     out = frame[list(FEATURE_NAMES)].reset_index(drop=True).copy()
     for col in out.columns:
-        if pd.api.types.is_string_dtype(out[col]) and not pd.api.types.is_numeric_dtype(out[col]):
+        if col in CATEGORICAL_FEATURES:
             out[col] = out[col].astype(object)
+        else:
+            out[col] = pd.to_numeric(out[col]).astype("float64")
     return out
 
 

@@ -147,9 +147,14 @@ def gate_metrics(
     figures = {
         "roc_auc": binary_metrics(y, probability[mask], weight=w)["roc_auc"],
         "detection_rate": detection_at_share(y, probability[mask], share, weight=w).detection_rate,
-        "fairness_gap": max(fairness_gap(t) for t in by_slice.values()),
+        "fairness_gap": _largest([fairness_gap(t) for t in by_slice.values()]),
     }
     return figures, by_slice
+
+
+def _largest(values: list[float]) -> float:
+    finite = [v for v in values if np.isfinite(v)]
+    return max(finite) if finite else float("nan")
 
 
 def gate_metrics_on_latest(

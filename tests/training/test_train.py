@@ -91,7 +91,7 @@ def test_the_run_is_tracked_with_everything_needed_to_reproduce_it(
 def test_the_first_model_becomes_champion(first: TrainResult, mlruns: Path) -> None:
     registry.configure(mlruns)
     assert first.champion is not None and first.champion.passed
-    assert registry.champion("enterprise-risk").version == first.model_version
+    assert str(registry.champion("enterprise-risk").version) == first.model_version
     assert registry.history("enterprise-risk") == [first.model_version]
 
 
@@ -165,17 +165,17 @@ def test_the_gate_refuses_a_worse_challenger_and_accepts_an_equal_one_then_rollb
     assert not decision.passed
     assert any(c.name == "roc_auc" and not c.passed for c in decision.checks)
     registry.configure(mlruns)
-    assert registry.champion(name).version == first.model_version
+    assert str(registry.champion(name).version) == first.model_version
 
     equal = train(validated, config(), province.snapshot.path, mlruns=mlruns)
     _, decision = promote(validated, config(), version=equal.model_version, mlruns=mlruns)
     assert decision.passed, decision.failures()
     registry.configure(mlruns)
-    assert registry.champion(name).version == equal.model_version
+    assert str(registry.champion(name).version) == equal.model_version
     assert registry.history(name) == [first.model_version, equal.model_version]
 
     assert registry.rollback(name) == first.model_version
-    assert registry.champion(name).version == first.model_version
+    assert str(registry.champion(name).version) == first.model_version
     with pytest.raises(ValueError, match="no previous champion"):
         registry.rollback(name)
 
@@ -190,7 +190,7 @@ def test_cli_refuses_bad_input_and_changes_nothing(
     first: TrainResult, province: FeatureRun, mlruns: Path, tmp_path: Path
 ) -> None:
     registry.configure(mlruns)
-    champion_before = registry.champion("enterprise-risk").version
+    champion_before = str(registry.champion("enterprise-risk").version)
     workdir = str(Workspace(province.workspace).root)
     cases = [
         (["promote", "--version", "999"], "no version 999"),
@@ -208,7 +208,7 @@ def test_cli_refuses_bad_input_and_changes_nothing(
         assert result.exit_code == 2, (args, result.output)
         assert message in " ".join(result.output.split()), (args, result.output)
     registry.configure(mlruns)
-    assert registry.champion("enterprise-risk").version == champion_before
+    assert str(registry.champion("enterprise-risk").version) == champion_before
 
 
 def test_config_validation_names_the_field(tmp_path: Path) -> None:
