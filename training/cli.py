@@ -86,6 +86,23 @@ def print_comparison(result) -> None:
                 f"{r.lift_pp:+.1f}",
             )
         console.print(table)
+    u = result.uncertainty
+    if not u.empty:
+        table = Table(
+            title="LightGBM minus each baseline, random view: paired bootstrap 95 % interval"
+        )
+        for col in ("baseline", "metric", "difference", "95 % interval", "LightGBM ahead in"):
+            table.add_column(col, justify="left" if col in {"baseline", "metric"} else "right")
+        for r in u.itertuples():
+            scale, unit = (100, " pp") if r.metric == "detection_rate" else (1, "")
+            table.add_row(
+                r.baseline,
+                r.metric,
+                f"{scale * r.difference:+.3f}{unit}",
+                f"[{scale * r.ci_low:+.3f}, {scale * r.ci_high:+.3f}]",
+                f"{r.wins:.0%}",
+            )
+        console.print(table)
     d = result.draw
     console.print(
         f"Tier-weighted draw vs plain random draw of the same size ({d['draw_share']:.0%} of the "

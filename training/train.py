@@ -25,7 +25,14 @@ from features.encode import Encoder
 from training import plots, registry
 from training.baselines import expert_rule_scores
 from training.calibrate import Calibrator
-from training.comparison import VIEWS, compare_models, draw_comparison, slices, view
+from training.comparison import (
+    VIEWS,
+    compare_models,
+    draw_comparison,
+    paired_bootstrap,
+    slices,
+    view,
+)
 from training.config import TrainingConfig
 from training.evaluate import (
     binary_metrics,
@@ -59,6 +66,7 @@ class TrainResult:
     slices: dict[str, pd.DataFrame]
     leniency: pd.DataFrame
     search: pd.DataFrame
+    uncertainty: pd.DataFrame
     run_id: str = ""
     model_version: str = ""
     champion: GateDecision | None = None
@@ -172,6 +180,7 @@ class Evaluation:
     gate: dict[str, float]
     slices: dict[str, pd.DataFrame]
     scores: dict[str, np.ndarray]
+    uncertainty: pd.DataFrame
 
 
 def evaluate(
@@ -198,7 +207,8 @@ def evaluate(
     tiers = model.tiers(examples, prob, [active])[f"tier_{active}"].to_numpy()
     draw = draw_comparison(examples, tiers, model.policy.sampling_ratios(active), ipw, share=share)
     gate, by_slice = gate_metrics(prob, examples, config)
-    return Evaluation(table, draw, gate, by_slice, scores)
+    uncertainty = paired_bootstrap(examples, scores, ipw, share=share, seed=config.seed)
+    return Evaluation(table, draw, gate, by_slice, scores, uncertainty)
 
 
 def leniency(model: RiskModel, examples: pd.DataFrame) -> pd.DataFrame:
@@ -258,6 +268,7 @@ def train(
         slices=ev.slices,
         leniency=leniency(model, examples),
         search=fit.search,
+        uncertainty=ev.uncertainty,
         counts={k: int(v) for k, v in counts.items()},
     )
     if register:
@@ -307,6 +318,7 @@ def _track(
             out = Path(tmp)
             result.comparison.to_csv(out / "comparison.csv", index=False)
             result.search.to_csv(out / "search.csv", index=False)
+            result.uncertainty.to_csv(out / "bootstrap_differences.csv", index=False)
             result.leniency.to_csv(out / "inspector_leniency.csv", index=False)
             scorecard.points_table().to_csv(out / "scorecard_points.csv", index=False)
             for name, table in result.slices.items():

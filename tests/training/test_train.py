@@ -222,3 +222,19 @@ def test_config_validation_names_the_field(tmp_path: Path) -> None:
     bad.write_text("lightgbm: {params: {}}\nsurprise: 1\n")
     with pytest.raises(ConfigError, match="surprise"):
         load_config(bad)
+
+
+def test_inspector_leniency_is_estimated_not_used_as_a_predictor(
+    first: TrainResult, province: FeatureRun
+) -> None:
+    from scipy.stats import spearmanr
+
+    assert first.model.booster.feature_name() == list(FEATURE_NAMES)
+    assert not any("inspector" in name or "department" in name for name in FEATURE_NAMES)
+    truth = pd.read_csv(Workspace(province.workspace).raw / "_truth" / "inspectors.csv")
+    est = first.leniency.merge(truth, on="inspector_id", suffixes=("", "_true"))
+    assert len(est) == len(first.leniency)  # every estimated inspector exists
+    rho = spearmanr(est["strictness"], est["strictness_true"]).statistic
+    assert rho > 0.2
+    flagged = est.groupby("flag")["strictness_true"].mean()
+    assert flagged["lenient"] < 0 < flagged["strict"]
