@@ -39,6 +39,7 @@ def mlruns_root(root: Path | None = None) -> Path:
 
 def configure(root: Path | None = None) -> Path:
     """Point MLflow's tracking and registry at ``root`` (SQLite + local artifacts)."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     root = mlruns_root(root)
     (root / "artifacts").mkdir(parents=True, exist_ok=True)
     uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -53,16 +54,6 @@ def experiment_id(name: str, root: Path) -> str:
     if found is not None:
         return found.experiment_id
     return mlflow.create_experiment(name, artifact_location=(root / "artifacts").as_uri())
-
-
-class RiskPyfunc(mlflow.pyfunc.PythonModel):
-    """The risk model as an MLflow pyfunc: raw catalogue features in, probability and tiers out."""
-
-    def load_context(self, context) -> None:
-        self.model = RiskModel.load(Path(context.artifacts["bundle"]))
-
-    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
-        return self.model.predict(model_input).reset_index(drop=True)
 
 
 def signature_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -85,7 +76,7 @@ def log_model(model: RiskModel, example: pd.DataFrame, registered_model: str) ->
         bundle = model.save(Path(tmp) / "bundle")
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=RiskPyfunc(),
+            python_model=str(Path(__file__).with_name("mlflow_model.py")),
             artifacts={"bundle": str(bundle)},
             signature=infer_signature(sample, output),
             input_example=sample,
