@@ -43,7 +43,7 @@ class Calibrator:
         if len(np.unique(label)) < 2:
             raise ValueError("calibration needs both outcomes in the validation period")
         if method == "platt":
-            lr = LogisticRegression(penalty=None, solver="lbfgs", max_iter=1000, tol=1e-10)
+            lr = LogisticRegression(C=np.inf, solver="lbfgs", max_iter=1000, tol=1e-10)
             lr.fit(raw.reshape(-1, 1), label, sample_weight=weight)
             slope, intercept = float(lr.coef_[0, 0]), float(lr.intercept_[0])
             if slope <= 0:
