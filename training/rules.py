@@ -30,15 +30,14 @@ import operator
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 from features.catalogue import CATALOGUE, FEATURE_NAMES
-from training.tiers import PolicyError, TierPolicy, _fingerprint, _validate
+from training.tiers import PolicyError, TierPolicy, YamlDocument, _validate
 
 Op = Literal[">", ">=", "<", "<=", "==", "!="]
 _OPS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
@@ -142,12 +141,10 @@ class TriggerRule(BaseModel):
     tiers: dict[str, str] = Field(min_length=1)
 
 
-class RuleSet(BaseModel):
+class RuleSet(YamlDocument):
     """An ordered list of trigger rules (file order breaks ties) and a version."""
 
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", allow_inf_nan=False, coerce_numbers_to_str=True
-    )
+    _expected: ClassVar[str] = "a mapping with version and rules"
 
     version: str = Field(min_length=1)
     rules: tuple[TriggerRule, ...] = ()
@@ -156,23 +153,8 @@ class RuleSet(BaseModel):
     def from_yaml_text(cls, text: str, source: str | None = None) -> RuleSet:
         """Parse and check the structure; ``check_against`` checks names against a policy."""
         where = source or "trigger rules"
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise PolicyError(f"not valid YAML ({exc})", where) from None
-        if not isinstance(data, dict):
-            raise PolicyError("expected a mapping with version and rules", where)
+        data = cls._load_mapping(text, where)
         return _validate(cls, data, where, _describe_rule_loc, lambda _: [])
-
-    def to_yaml(self) -> str:
-        """Plain YAML that ``from_yaml_text`` reads back to an equal rule set."""
-        return yaml.safe_dump(
-            self.model_dump(mode="json", exclude_none=True), sort_keys=False, allow_unicode=True
-        )
-
-    def fingerprint(self) -> str:
-        """First 12 hex of the sha256 of the canonical JSON: which rules a model used."""
-        return _fingerprint(self)
 
     @property
     def ids(self) -> tuple[str, ...]:

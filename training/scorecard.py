@@ -95,7 +95,7 @@ class Scorecard:
             for lab in self._ordered_labels(name)
             if lab in set(self._bin_labels(name, frame[name]).unique())
         ]
-        lr = LogisticRegression(C=self.c, solver="lbfgs", max_iter=2000, tol=1e-8)
+        lr = LogisticRegression(C=self.c, solver="lbfgs", max_iter=1000, tol=1e-6)
         lr.fit(self._design(frame), label, sample_weight=w)
         self.coef = lr.coef_[0].copy()
         self.intercept = float(lr.intercept_[0])

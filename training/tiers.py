@@ -21,7 +21,7 @@ import hashlib
 import itertools
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import yaml
@@ -198,12 +198,42 @@ def _ratio_problems(tiers: tuple[Tier, ...]) -> list[str]:
     return out
 
 
-class TierPolicy(BaseModel):
-    """All tier schemes, the one the service uses by default (``active``) and a version."""
+class YamlDocument(BaseModel):
+    """A versioned YAML file people edit: parsed with every problem reported at once,
+    written back as plain YAML, and fingerprinted so a model records exactly which it used."""
 
     model_config = ConfigDict(
         frozen=True, extra="forbid", allow_inf_nan=False, coerce_numbers_to_str=True
     )
+
+    #: What the top level of the file must hold (said when it does not).
+    _expected: ClassVar[str] = "a mapping"
+
+    @classmethod
+    def _load_mapping(cls, text: str, where: str) -> dict:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise PolicyError(f"not valid YAML ({exc})", where) from None
+        if not isinstance(data, dict):
+            raise PolicyError(f"expected {cls._expected}", where)
+        return data
+
+    def to_yaml(self) -> str:
+        """Plain YAML that ``from_yaml_text`` reads back to an equal document."""
+        return yaml.safe_dump(
+            self.model_dump(mode="json", exclude_none=True), sort_keys=False, allow_unicode=True
+        )
+
+    def fingerprint(self) -> str:
+        """First 12 hex of the sha256 of the canonical JSON: which version a model used."""
+        return _fingerprint(self)
+
+
+class TierPolicy(YamlDocument):
+    """All tier schemes, the one the service uses by default (``active``) and a version."""
+
+    _expected: ClassVar[str] = "a mapping with version, active and schemes"
 
     version: str = Field(min_length=1)
     active: str
@@ -222,23 +252,8 @@ class TierPolicy(BaseModel):
     def from_yaml_text(cls, text: str, source: str | None = None) -> TierPolicy:
         """Parse and validate; every problem is reported in one ``PolicyError``."""
         where = source or "tier policy"
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise PolicyError(f"not valid YAML ({exc})", where) from None
-        if not isinstance(data, dict):
-            raise PolicyError("expected a mapping with version, active and schemes", where)
+        data = cls._load_mapping(text, where)
         return _validate(cls, data, where, _describe_policy_loc, _raw_policy_problems)
-
-    def to_yaml(self) -> str:
-        """Plain YAML that ``from_yaml_text`` reads back to an equal policy."""
-        return yaml.safe_dump(
-            self.model_dump(mode="json", exclude_none=True), sort_keys=False, allow_unicode=True
-        )
-
-    def fingerprint(self) -> str:
-        """First 12 hex of the sha256 of the canonical JSON: which policy a model used."""
-        return _fingerprint(self)
 
     # ---------------------------------------------------------------- lookups
 

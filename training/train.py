@@ -325,6 +325,9 @@ def _track(
                 table.to_csv(out / f"slices_{name}.csv", index=False)
             (out / "draw.json").write_text(json.dumps(result.draw, indent=2))
             (out / "training_config.json").write_text(config.model_dump_json(indent=2))
+            # the tier policy as resolved on the population, and the rules, exactly as stored
+            (out / "tiers_resolved.yaml").write_text(model.policy.to_yaml(), encoding="utf-8")
+            (out / "trigger_rules.yaml").write_text(model.rules.to_yaml(), encoding="utf-8")
             for fname, fig in figures.items():
                 fig.savefig(out / fname, dpi=100)
             mlflow.log_artifacts(str(out), artifact_path="evaluation")

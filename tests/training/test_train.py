@@ -81,7 +81,13 @@ def test_the_run_is_tracked_with_everything_needed_to_reproduce_it(
         first.comparison.query("view == 'random' and model == 'lightgbm'")["roc_auc"].iloc[0]
     )
     artifacts = {a.path for a in MlflowClient().list_artifacts(first.run_id, "evaluation")}
-    for name in ("calibration.png", "detection.png", "tiers.png", "comparison.csv"):
+    for name in (
+        "calibration.png",
+        "detection.png",
+        "tiers.png",
+        "comparison.csv",
+        "tiers_resolved.yaml",
+    ):
         assert f"evaluation/{name}" in artifacts
     logged = mlflow.models.get_model_info(f"models:/enterprise-risk/{first.model_version}")
     assert logged.signature is not None
@@ -238,3 +244,21 @@ def test_inspector_leniency_is_estimated_not_used_as_a_predictor(
     assert rho > 0.2
     flagged = est.groupby("flag")["strictness_true"].mean()
     assert flagged["lenient"] < 0 < flagged["strict"]
+
+
+def test_cli_scores_with_the_champion_and_lists_models(
+    first: TrainResult, province: FeatureRun, mlruns: Path, tmp_path: Path
+) -> None:
+    workdir = str(Workspace(province.workspace).root)
+    out = tmp_path / "scores.parquet"
+    args = ["--workdir", workdir, "--mlruns", str(mlruns)]
+    result = runner.invoke(app, ["score", "--out", str(out), *args])
+    assert result.exit_code == 0, result.output
+    scored = pd.read_parquet(out)
+    registry.configure(mlruns)
+    champion = str(registry.champion("enterprise-risk").version)
+    assert (scored["model_version"] == champion).all()
+    assert len(scored) == province.snapshot.rows
+    listing = runner.invoke(app, ["models", "--mlruns", str(mlruns)])
+    assert listing.exit_code == 0, listing.output
+    assert "★" in listing.output
