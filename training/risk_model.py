@@ -18,15 +18,7 @@ import pandas as pd
 
 from features.encode import Encoder
 from training.calibrate import Calibrator
-
-try:  # TEMP until compiled_forest lands
-    from training.compiled_forest import raw_scores
-except ImportError:  # pragma: no cover
-
-    def raw_scores(booster, X, *, accelerated=True, threads=None):
-        return booster.predict(X, raw_score=True), "lightgbm"
-
-
+from training.compiled_forest import raw_scores
 from training.rules import RuleSet, apply_rules
 from training.tiers import TierPolicy
 
