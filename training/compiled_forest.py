@@ -43,11 +43,12 @@ log = logging.getLogger(__name__)
 
 #: Rows per parallel block.
 BLOCK = 1024
+#: Rows whose exit leaves are summed side by side (independent float-add chains).
+GROUP = 8
 #: Bin of a missing (NaN) numeric value; categorical codes outside 0..62 become ``OTHER``.
 NAN_BIN = 255
 OTHER = 63
 _ZERO = 1e-35  # LightGBM's kZeroThreshold
-_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 # De Bruijn sequence: index of the lowest set bit of a uint64 with one multiply and a lookup.
 _DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)
 _DEBRUIJN_INDEX = np.zeros(64, dtype=np.int64)
@@ -87,7 +88,7 @@ class CompiledForest:
     categorical: np.ndarray  # bool per feature
     thresholds: tuple[np.ndarray, ...]  # sorted distinct thresholds per numeric feature
     entry_tree: np.ndarray  # int32: tree of each right-sending split entry
-    entry_mask: np.ndarray  # uint64: leaves that survive it
+    entry_mask: np.ndarray  # uint16/32/64 (as narrow as the trees allow): leaves that survive it
     start: np.ndarray  # int64 [feature, bin]: first entry for that bin
     count: np.ndarray  # int64 [feature, bin]: number of entries for that bin
     leaf_value: np.ndarray  # float64 [tree, 64]
@@ -105,6 +106,7 @@ class CompiledForest:
         n_features = booster.num_feature()
         splits: list[_Split] = []
         leaf_value = np.zeros((len(dump["tree_info"]), 64), dtype=np.float64)
+        widest = 1
         for t, tree in enumerate(dump["tree_info"]):
             if tree.get("is_linear"):
                 raise UnsupportedModel(f"tree {t} is a linear tree")
@@ -113,7 +115,8 @@ class CompiledForest:
             if len(leaves) > 64:
                 raise UnsupportedModel(f"tree {t} has {len(leaves)} leaves (at most 64)")
             leaf_value[t, : len(leaves)] = leaves
-        return _tables(splits, leaf_value, n_features)
+            widest = max(widest, len(leaves))
+        return _tables(splits, leaf_value, n_features, widest)
 
     def bins(self, X: np.ndarray) -> np.ndarray:
         """Each row as uint8 bins: numeric → thresholds below it; categorical → its code."""
@@ -148,7 +151,8 @@ class CompiledForest:
         flat = np.concatenate([*self.thresholds, np.empty(1)]).astype(np.float64)
         _score(
             X, self.categorical, flat, starts, lengths, self.start, self.count,
-            self.entry_tree, self.entry_mask, self.leaf_value, _DEBRUIJN_INDEX, out,
+            self.entry_tree, self.entry_mask, np.full(1, -1).astype(self.entry_mask.dtype),
+            self.leaf_value, _DEBRUIJN_INDEX, out,
         )  # fmt: skip
         return out
 
@@ -181,7 +185,9 @@ def _walk(node: dict, tree: int, splits: list[_Split], leaves: list[float]) -> l
     return left + right
 
 
-def _tables(splits: list[_Split], leaf_value: np.ndarray, n_features: int) -> CompiledForest:
+def _tables(
+    splits: list[_Split], leaf_value: np.ndarray, n_features: int, widest: int
+) -> CompiledForest:
     """For every feature and bin, the list of splits that send such a row right."""
     categorical = np.zeros(n_features, dtype=bool)
     for s in splits:
@@ -218,12 +224,17 @@ def _tables(splits: list[_Split], leaf_value: np.ndarray, n_features: int) -> Co
             start[f, b] = first
             count[f, b] = int(np.sum(index < b))
         emit(f, NAN_BIN, [s for s in mine if s.nan_right])
+    # Masks as narrow as the widest tree allows: less memory streamed per row.
+    dtype = next(
+        d for d, bits in ((np.uint16, 16), (np.uint32, 32), (np.uint64, 64)) if widest <= bits
+    )
+    full = int(np.iinfo(dtype).max)
     return CompiledForest(
         num_features=n_features,
         categorical=categorical,
         thresholds=tuple(thresholds),
         entry_tree=np.array([s.tree for s in entries], dtype=np.int32),
-        entry_mask=np.array([s.mask for s in entries], dtype=np.uint64),
+        entry_mask=np.array([s.mask & full for s in entries], dtype=dtype),
         start=start,
         count=count,
         leaf_value=leaf_value,
@@ -243,38 +254,46 @@ if numba is not None:
         if categorical[f]:
             code = np.trunc(v)
             return np.int64(code) if 0.0 <= code < OTHER else OTHER
-        lo = thr_start[f]
-        hi = lo + thr_len[f]
-        first = lo
-        while lo < hi:  # thresholds strictly below v (np.searchsorted, side="left")
-            mid = (lo + hi) >> 1
-            if thr[mid] < v:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo - first
+        # thresholds strictly below v (np.searchsorted, side="left"), as a branch-free binary
+        # search: the loop count depends only on the number of thresholds, never on v
+        first = thr_start[f]
+        b = first
+        m = thr_len[f]
+        while m > 1:
+            half = m >> 1
+            b += half * np.int64(thr[b + half - 1] < v)
+            m -= half
+        if m == 1:
+            b += np.int64(thr[b] < v)
+        return b - first
 
     @numba.njit(parallel=True, cache=True, nogil=True)
     def _score(X, categorical, thr, thr_start, thr_len, start, count, entry_tree, entry_mask,
-               leaf_value, debruijn, out):  # fmt: skip
+               ones, leaf_value, debruijn, out):  # fmt: skip
         n, n_features = X.shape
         trees = leaf_value.shape[0]
         blocks = (n + BLOCK - 1) // BLOCK
         for blk in numba.prange(blocks):
-            alive = np.empty(trees, dtype=np.uint64)
-            for r in range(blk * BLOCK, min(n, (blk + 1) * BLOCK)):
-                alive[:] = _ALL
-                for f in range(n_features):
-                    b = _bin(X[r, f], f, categorical, thr, thr_start, thr_len)
-                    s = start[f, b]
-                    for j in range(s, s + count[f, b]):
-                        alive[entry_tree[j]] &= entry_mask[j]
-                acc = 0.0
+            alive = np.empty((GROUP, trees), dtype=entry_mask.dtype)
+            acc = np.zeros(GROUP)
+            for g in range(blk * BLOCK, min(n, (blk + 1) * BLOCK), GROUP):
+                rows = min(GROUP, n - g)
+                for k in range(rows):
+                    alive[k, :] = ones[0]
+                    for f in range(n_features):
+                        b = _bin(X[g + k, f], f, categorical, thr, thr_start, thr_len)
+                        s = start[f, b]
+                        for j in range(s, s + count[f, b]):
+                            alive[k, entry_tree[j]] &= entry_mask[j]
+                    acc[k] = 0.0
+                # exit leaves, summed in tree order per row; the rows' sums are independent
                 for t in range(trees):
-                    a = alive[t]
-                    lowest = a & (~a + np.uint64(1))
-                    acc += leaf_value[t, debruijn[(lowest * _DEBRUIJN) >> np.uint64(58)]]
-                out[r] = acc
+                    for k in range(rows):
+                        a = np.uint64(alive[k, t])
+                        lowest = a & (~a + np.uint64(1))
+                        acc[k] += leaf_value[t, debruijn[(lowest * _DEBRUIJN) >> np.uint64(58)]]
+                for k in range(rows):
+                    out[g + k] = acc[k]
 
 
 def sigmoid(raw: np.ndarray) -> np.ndarray:
