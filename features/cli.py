@@ -7,6 +7,7 @@ existing outputs untouched.
 
 from __future__ import annotations
 
+import sys
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
@@ -17,7 +18,8 @@ from rich.table import Table
 
 from features.contracts import ValidationWindow
 
-console = Console()
+# Outside a terminal (CI logs, pipes) rich would wrap tables at 80 columns and cut model names.
+console = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, soft_wrap=True)
 
 

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from features import cli as feature_cli
 from training import cli as training_cli
+
+console = feature_cli.console
 
 app = typer.Typer(
     help="Enterprise risk prediction for credit-based regulation.",
@@ -20,7 +21,6 @@ app = typer.Typer(
 )
 feature_cli.register(app)
 training_cli.register(app)
-console = Console()
 
 
 @app.command()

@@ -12,14 +12,11 @@ from typing import Annotated
 
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from features.cli import fail, parse_date
+from features.cli import console, fail, parse_date
 from features.workspace import Workspace
 from training.config import DEFAULT_CONFIG, ConfigError, TrainingConfig, load_config
-
-console = Console()
 
 WorkdirOption = Annotated[
     Path | None, typer.Option(help="Working folder (default: $RISK_WORKDIR or .data)")
