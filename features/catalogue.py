@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict
 class Feature(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    #: Stable reason code (like credit reporting's adverse-action codes): never reused or
+    #: renumbered, so a code in a stored explanation keeps its meaning across versions.
+    code: str
     name: str
     dtype: Literal["DOUBLE", "BIGINT", "INTEGER", "VARCHAR"]
     kind: Literal["numeric", "categorical", "flag"]
@@ -31,8 +34,9 @@ class Feature(BaseModel):
     direction_hint: int
 
 
-def _f(name, dtype, kind, source, window, unit, desc, reason, direction) -> Feature:
+def _f(code, name, dtype, kind, source, window, unit, desc, reason, direction) -> Feature:
     return Feature(
+        code=code,
         name=name,
         dtype=dtype,
         kind=kind,
@@ -51,6 +55,7 @@ def _f(name, dtype, kind, source, window, unit, desc, reason, direction) -> Feat
 _COUNT = ("records", "条")
 CATALOGUE: tuple[Feature, ...] = (
     _f(
+        "REG01",
         "age_years",
         "DOUBLE",
         "numeric",
@@ -62,6 +67,7 @@ CATALOGUE: tuple[Feature, ...] = (
         0,
     ),
     _f(
+        "REG02",
         "registered_capital",
         "DOUBLE",
         "numeric",
@@ -73,6 +79,7 @@ CATALOGUE: tuple[Feature, ...] = (
         -1,
     ),
     _f(
+        "REG03",
         "industry",
         "VARCHAR",
         "categorical",
@@ -84,6 +91,7 @@ CATALOGUE: tuple[Feature, ...] = (
         0,
     ),
     _f(
+        "REG04",
         "region",
         "VARCHAR",
         "categorical",
@@ -95,6 +103,7 @@ CATALOGUE: tuple[Feature, ...] = (
         0,
     ),
     _f(
+        "REG05",
         "enterprise_type",
         "VARCHAR",
         "categorical",
@@ -106,6 +115,7 @@ CATALOGUE: tuple[Feature, ...] = (
         0,
     ),
     _f(
+        "REG06",
         "is_individual_business",
         "INTEGER",
         "flag",
@@ -117,6 +127,7 @@ CATALOGUE: tuple[Feature, ...] = (
         0,
     ),
     _f(
+        "PEN01",
         "penalty_count_5y",
         "BIGINT",
         "numeric",
@@ -128,6 +139,7 @@ CATALOGUE: tuple[Feature, ...] = (
         1,
     ),
     _f(
+        "PEN02",
         "penalty_count_1y",
         "BIGINT",
         "numeric",
@@ -139,6 +151,7 @@ CATALOGUE: tuple[Feature, ...] = (
         1,
     ),
     _f(
+        "PEN03",
         "serious_penalty_count_5y",
         "BIGINT",
         "numeric",
@@ -156,6 +169,7 @@ CATALOGUE: tuple[Feature, ...] = (
         1,
     ),
     _f(
+        "PEN04",
         "penalty_max_severity_5y",
         "INTEGER",
         "numeric",
@@ -170,6 +184,7 @@ CATALOGUE: tuple[Feature, ...] = (
         1,
     ),
     _f(
+        "PEN05",
         "penalty_amount_5y",
         "DOUBLE",
         "numeric",
@@ -181,6 +196,7 @@ CATALOGUE: tuple[Feature, ...] = (
         1,
     ),
     _f(
+        "PEN06",
         "days_since_last_penalty",
         "INTEGER",
         "numeric",
@@ -192,6 +208,7 @@ CATALOGUE: tuple[Feature, ...] = (
         -1,
     ),
     _f(
+        "LST01",
         "on_black_list",
         "INTEGER",
         "flag",
@@ -203,6 +220,7 @@ CATALOGUE: tuple[Feature, ...] = (
         1,
     ),
     _f(
+        "LST02",
         "on_abnormal_list",
         "INTEGER",
         "flag",
@@ -214,6 +232,7 @@ CATALOGUE: tuple[Feature, ...] = (
         1,
     ),
     _f(
+        "LST03",
         "on_red_list",
         "INTEGER",
         "flag",
@@ -225,6 +244,7 @@ CATALOGUE: tuple[Feature, ...] = (
         -1,
     ),
     _f(
+        "LST04",
         "black_list_entries_5y",
         "BIGINT",
         "numeric",
@@ -239,6 +259,7 @@ CATALOGUE: tuple[Feature, ...] = (
         1,
     ),
     _f(
+        "LST05",
         "abnormal_entries_1y",
         "BIGINT",
         "numeric",
@@ -253,6 +274,7 @@ CATALOGUE: tuple[Feature, ...] = (
         1,
     ),
     _f(
+        "CRE01",
         "credit_score_latest",
         "DOUBLE",
         "numeric",
@@ -264,6 +286,7 @@ CATALOGUE: tuple[Feature, ...] = (
         -1,
     ),
     _f(
+        "CRE02",
         "credit_grade_latest",
         "INTEGER",
         "numeric",
@@ -275,6 +298,7 @@ CATALOGUE: tuple[Feature, ...] = (
         1,
     ),
     _f(
+        "CRE03",
         "credit_score_change",
         "DOUBLE",
         "numeric",
@@ -289,6 +313,7 @@ CATALOGUE: tuple[Feature, ...] = (
         -1,
     ),
     _f(
+        "CRE04",
         "days_since_evaluation",
         "INTEGER",
         "numeric",
@@ -300,6 +325,7 @@ CATALOGUE: tuple[Feature, ...] = (
         0,
     ),
     _f(
+        "INS01",
         "inspections_5y",
         "BIGINT",
         "numeric",
@@ -311,6 +337,7 @@ CATALOGUE: tuple[Feature, ...] = (
         0,
     ),
     _f(
+        "INS02",
         "problems_found_5y",
         "BIGINT",
         "numeric",
@@ -322,6 +349,7 @@ CATALOGUE: tuple[Feature, ...] = (
         1,
     ),
     _f(
+        "INS03",
         "past_problem_rate_5y",
         "DOUBLE",
         "numeric",
@@ -336,6 +364,7 @@ CATALOGUE: tuple[Feature, ...] = (
         1,
     ),
     _f(
+        "INS04",
         "problems_found_1y",
         "BIGINT",
         "numeric",
@@ -347,6 +376,7 @@ CATALOGUE: tuple[Feature, ...] = (
         1,
     ),
     _f(
+        "INS05",
         "days_since_last_inspection",
         "INTEGER",
         "numeric",
@@ -358,6 +388,7 @@ CATALOGUE: tuple[Feature, ...] = (
         0,
     ),
     _f(
+        "CMP01",
         "complaints_1y",
         "BIGINT",
         "numeric",
@@ -369,6 +400,7 @@ CATALOGUE: tuple[Feature, ...] = (
         1,
     ),
     _f(
+        "CMP02",
         "substantiated_complaints_1y",
         "BIGINT",
         "numeric",
@@ -380,6 +412,7 @@ CATALOGUE: tuple[Feature, ...] = (
         1,
     ),
     _f(
+        "CMP03",
         "complaints_90d",
         "BIGINT",
         "numeric",
@@ -397,6 +430,9 @@ CATEGORICAL_FEATURES: tuple[str, ...] = tuple(f.name for f in CATALOGUE if f.kin
 CATALOGUE_VERSION: str = hashlib.sha256(
     "".join(f.model_dump_json() for f in CATALOGUE).encode()
 ).hexdigest()[:12]
+
+
+assert len({f.code for f in CATALOGUE}) == len(CATALOGUE), "reason codes must be unique"
 
 
 def feature(name: str) -> Feature:

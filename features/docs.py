@@ -80,7 +80,7 @@ DEFECTS_END = "<!-- defects:end -->"
 
 
 def catalogue_markdown() -> str:
-    """The feature catalogue as a table (name, window, unit, en, zh)."""
+    """The feature catalogue as a table (name, reason code, window, unit, en, zh)."""
     from features.catalogue import CATALOGUE, CATALOGUE_VERSION
 
     lines = [
@@ -88,11 +88,11 @@ def catalogue_markdown() -> str:
         "",
         f"Catalogue version `{CATALOGUE_VERSION}`.",
         "",
-        "| feature | source | window | unit | meaning | 含义 |",
-        "|---|---|---|---|---|---|",
+        "| feature | reason code | source | window | unit | meaning | 含义 |",
+        "|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| `{f.name}` | {f.source} | {f.window} | {f.unit_en} | {f.description_en} "
+        f"| `{f.name}` | {f.code} | {f.source} | {f.window} | {f.unit_en} | {f.description_en} "
         f"| {f.description_zh} |"
         for f in CATALOGUE
     ]

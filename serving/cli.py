@@ -11,6 +11,7 @@ from rich.table import Table
 
 from features import cli as feature_cli
 from training import cli as training_cli
+from training.explain import cli as explain_cli
 
 console = feature_cli.console
 
@@ -21,6 +22,7 @@ app = typer.Typer(
 )
 feature_cli.register(app)
 training_cli.register(app)
+explain_cli.register(app)
 
 
 @app.command()
@@ -36,7 +38,8 @@ def demo(
     """The main job on the embedded synthetic province.
 
     generate → validate → features → train against the baselines → register (and crown the
-    first champion) in MLflow → print the comparison table.
+    first champion) in MLflow → print the comparison table → the model report and one
+    enterprise's report (an enterprise with a record under objection, when there is one).
     """
     from features.pipeline import run_synthetic
     from features.workspace import Workspace
@@ -70,6 +73,27 @@ def demo(
         raise feature_cli.fail(str(exc)) from None
     training_cli.print_comparison(result)
     training_cli.report_registration(result, cfg)
+    _reports(ws, result, snap.as_of, cfg, mlruns)
+
+
+def _reports(ws, result, as_of, cfg, mlruns) -> None:
+    """Fetch the model report from the run; explain one enterprise and write its report."""
+    from training.explain.enterprise import explain_enterprise, sample_enterprise
+    from training.explain.report import enterprise_report
+
+    folder = explain_cli.fetch_report(
+        cfg, result.model_version, mlruns, ws.root / "reports" / f"v{result.model_version}"
+    )
+    code = sample_enterprise(ws.validated, ws.snapshot(as_of), result.model)
+    explanation = explain_enterprise(result.model, ws.validated, code, as_of)
+    explain_cli.print_explanation(explanation, "en")
+    page = enterprise_report(
+        explanation, result.model, ws.root / "reports" / f"enterprise_{code}.html", "zh"
+    )
+    console.print(
+        f"model report → {folder / 'model_report.html'} (model card: model_card.md)\n"
+        f"enterprise report → {page}\nopen them in a browser; they work offline"
+    )
 
 
 def main() -> None:

@@ -50,6 +50,31 @@ def latest_snapshot(ws: Workspace) -> Path:
     return found[-1]
 
 
+def resolve_snapshot(ws: Workspace, as_of: str | None) -> Path:
+    """The snapshot of ``--as-of`` (which must exist) or the latest one."""
+    snapshot = ws.snapshot(parse_date(as_of, "--as-of")) if as_of else latest_snapshot(ws)
+    if not snapshot.is_file():
+        raise fail(f"--as-of: no snapshot {snapshot}; run `riskctl features --as-of {as_of}`")
+    return snapshot
+
+
+def load_model(cfg: TrainingConfig, version: str | None, mlruns: Path | None):
+    """The champion (or ``version``) with its registry entry, or a precise error."""
+    from training import registry
+
+    registry.configure(mlruns)
+    try:
+        return registry.load(cfg.registered_model, version)
+    except LookupError as exc:
+        raise fail(str(exc)) from None
+
+
+VersionOption = Annotated[str | None, typer.Option(help="Model version (default: champion)")]
+AsOfOption = Annotated[
+    str | None, typer.Option(help="Snapshot date YYYY-MM-DD (default: latest)")
+]
+
+
 def print_comparison(result) -> None:
     """The table regulators read first: every model on the same out-of-time inspections."""
     from training.comparison import VIEWS
@@ -173,31 +198,20 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def score(
-        as_of: Annotated[
-            str | None, typer.Option(help="Snapshot date YYYY-MM-DD (default: latest)")
-        ] = None,
-        version: Annotated[
-            str | None, typer.Option(help="Model version (default: champion)")
-        ] = None,
+        as_of: AsOfOption = None,
+        version: VersionOption = None,
         out: Annotated[Path | None, typer.Option(help="Output Parquet file")] = None,
         workdir: WorkdirOption = None,
         config: ConfigOption = DEFAULT_CONFIG,
         mlruns: MlrunsOption = None,
     ) -> None:
         """Score a whole population snapshot to Parquet: probability, tiers, versions."""
-        from training import registry
         from training.scoring import score_snapshot
 
         cfg = load_or_fail(config)
         ws = Workspace.from_env(workdir)
-        snapshot = ws.snapshot(parse_date(as_of, "--as-of")) if as_of else latest_snapshot(ws)
-        if not snapshot.is_file():
-            raise fail(f"--as-of: no snapshot {snapshot}; run `riskctl features --as-of {as_of}`")
-        registry.configure(mlruns)
-        try:
-            model, mv = registry.load(cfg.registered_model, version)
-        except LookupError as exc:
-            raise fail(str(exc)) from None
+        snapshot = resolve_snapshot(ws, as_of)
+        model, mv = load_model(cfg, version, mlruns)
         target = (
             out
             or ws.root

@@ -37,10 +37,8 @@ def snapshot_version(snapshot: Path) -> dict:
     }
 
 
-def score_snapshot(
-    model: RiskModel, snapshot: Path, out_path: Path, *, accelerated: bool = True
-) -> ScoreRun:
-    """Score every enterprise of ``snapshot``; write Parquet atomically next to ``out_path``."""
+def load_snapshot(model: RiskModel, snapshot: Path) -> tuple[pd.DataFrame, dict]:
+    """The snapshot's rows and identity, refused if built with another feature catalogue."""
     if not snapshot.is_file():
         raise FileNotFoundError(f"{snapshot}: no such feature snapshot")
     frame = pd.read_parquet(snapshot)
@@ -51,16 +49,34 @@ def score_snapshot(
             f"{snapshot}: built with feature catalogue {version['catalogue_version']}, but the "
             f"model was trained on {trained_on}; rebuild the snapshot"
         )
-    scored = model.predict(frame, accelerated=accelerated)
-    out = pd.concat([frame[["credit_code", "as_of"]], scored], axis=1)
+    return frame, version
+
+
+def stamp(out: pd.DataFrame, model: RiskModel, version: dict) -> pd.DataFrame:
+    """Model name and version and the snapshot's identity on every row."""
     out["model_name"] = model.meta.get("registered_model", "")
     out["model_version"] = str(model.meta.get("model_version", ""))
     for key, value in version.items():
         out[f"snapshot_{key}" if key != "snapshot" else "snapshot"] = value
+    return out
+
+
+def write_atomically(out: pd.DataFrame, out_path: Path) -> None:
+    """Write beside the target and rename, so a failed run never leaves half a file."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_suffix(".parquet.tmp")
     out.to_parquet(tmp, index=False)
     tmp.replace(out_path)
+
+
+def score_snapshot(
+    model: RiskModel, snapshot: Path, out_path: Path, *, accelerated: bool = True
+) -> ScoreRun:
+    """Score every enterprise of ``snapshot``; write Parquet atomically next to ``out_path``."""
+    frame, version = load_snapshot(model, snapshot)
+    scored = model.predict(frame, accelerated=accelerated)
+    out = stamp(pd.concat([frame[["credit_code", "as_of"]], scored], axis=1), model, version)
+    write_atomically(out, out_path)
     return ScoreRun(
         path=out_path,
         rows=len(out),

@@ -34,6 +34,7 @@ from training.comparison import (
     view,
 )
 from training.config import TrainingConfig
+from training.explain.report import write_model_report
 from training.evaluate import (
     binary_metrics,
     calibration_table,
@@ -272,7 +273,8 @@ def train(
         counts={k: int(v) for k, v in counts.items()},
     )
     if register:
-        _track(result, config, examples, scorecard, _figures(result, test, ev, config), mlruns)
+        figures = _figures(result, test, ev, config)
+        _track(result, config, examples, scorecard, figures, population, mlruns)
     return result
 
 
@@ -282,6 +284,7 @@ def _track(
     examples: pd.DataFrame,
     scorecard: Scorecard,
     figures: dict,
+    population: pd.DataFrame,
     mlruns: Path | None,
 ) -> None:
     """One MLflow run with everything needed to compare, reproduce and audit the model."""
@@ -336,6 +339,16 @@ def _track(
         result.model_version = str(version.version)
         model.meta["model_version"] = result.model_version
         model.meta["run_id"] = result.run_id
+        with tempfile.TemporaryDirectory() as tmp:
+            write_model_report(
+                result,
+                figures,
+                population,
+                Path(tmp),
+                seed=config.seed,
+                min_slice=config.evaluation.min_slice_examples,
+            )
+            mlflow.log_artifacts(tmp, artifact_path="report")
     client = mlflow.MlflowClient()
     for key, value in result.gate_metrics.items():
         client.set_model_version_tag(config.registered_model, version.version, key, f"{value:.6f}")
