@@ -1,0 +1,1 @@
+"""Explanations: SHAP contributions, reason codes and sentences, records behind them, reports."""
