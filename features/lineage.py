@@ -140,6 +140,7 @@ def _windows(con: duckdb.DuckDBPyConnection, as_of: date) -> dict[str, pd.Timest
 def _fed(r: pd.Series, t: dict[str, pd.Timestamp], as_of: pd.Timestamp) -> tuple[str, ...]:
     """Features a known record would feed if counted (empty: outside every window)."""
     day = r["event_date"]
+    flag = r["flag"] is True or (pd.notna(r["flag"]) and bool(r["flag"]))  # NULL counts as false
     if r["source"] == "penalties":
         if day < t["5y"]:
             return ()
@@ -162,14 +163,14 @@ def _fed(r: pd.Series, t: dict[str, pd.Timestamp], as_of: pd.Timestamp) -> tuple
         if day < t["5y"]:
             return ()
         fed = ["inspections_5y", "past_problem_rate_5y"]
-        if r["flag"]:
+        if flag:
             fed += ["problems_found_5y"] + (["problems_found_1y"] if day >= t["1y"] else [])
         return tuple(fed)
     if r["source"] == "complaints":
         if day < t["1y"]:
             return ()
         fed = ["complaints_1y"]
-        fed += ["substantiated_complaints_1y"] if r["flag"] else []
+        fed += ["substantiated_complaints_1y"] if flag else []
         fed += ["complaints_90d"] if day >= t["90d"] else []
         return tuple(fed)
     return ()

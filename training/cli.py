@@ -70,9 +70,7 @@ def load_model(cfg: TrainingConfig, version: str | None, mlruns: Path | None):
 
 
 VersionOption = Annotated[str | None, typer.Option(help="Model version (default: champion)")]
-AsOfOption = Annotated[
-    str | None, typer.Option(help="Snapshot date YYYY-MM-DD (default: latest)")
-]
+AsOfOption = Annotated[str | None, typer.Option(help="Snapshot date YYYY-MM-DD (default: latest)")]
 
 
 def print_comparison(result) -> None:

@@ -34,7 +34,6 @@ from training.comparison import (
     view,
 )
 from training.config import TrainingConfig
-from training.explain.report import write_model_report
 from training.evaluate import (
     binary_metrics,
     calibration_table,
@@ -43,6 +42,7 @@ from training.evaluate import (
     fairness_gap,
     size_band,
 )
+from training.explain.report import write_model_report
 from training.labels import Periods, build_examples, selection_weights
 from training.leniency import inspector_leniency
 from training.models import LightGBMFit, Matrix, fit_lightgbm

@@ -62,8 +62,8 @@ def test_codes_are_unique_stable_and_published() -> None:
     table = code_table()
     assert list(table["feature"]) == list(FEATURE_NAMES)
     # codes of the first features must never be renumbered
-    assert dict(zip(table["feature"], table["code"]))["penalty_count_5y"] == "PEN01"
-    assert dict(zip(table["feature"], table["code"]))["on_black_list"] == "LST01"
+    assert dict(zip(table["feature"], table["code"], strict=True))["penalty_count_5y"] == "PEN01"
+    assert dict(zip(table["feature"], table["code"], strict=True))["on_black_list"] == "LST01"
 
 
 def test_unknown_language_is_refused() -> None:

@@ -72,9 +72,7 @@ def top_reasons(
             safe = np.where(has, j, 0)
             out[f"{side}_{i + 1}_code"] = np.where(has, codes[safe], "")
             out[f"{side}_{i + 1}_feature"] = np.where(has, names[safe], "")
-            out[f"{side}_{i + 1}_contribution"] = np.where(
-                has, contrib.values[rows, safe], np.nan
-            )
+            out[f"{side}_{i + 1}_contribution"] = np.where(has, contrib.values[rows, safe], np.nan)
             if lang is not None:
                 out[f"{side}_{i + 1}_text_{lang}"] = [
                     render(n, frame[n].iat[r], lang) if n else ""
@@ -97,9 +95,7 @@ def explain_snapshot(
     """Top reasons for every enterprise of ``snapshot``, stamped with model and snapshot."""
     frame, version = load_snapshot(model, snapshot)
     reasons = top_reasons(model, frame, k=k, lang=lang, accelerated=accelerated)
-    out = stamp(
-        pd.concat([frame[["credit_code", "as_of"]], reasons], axis=1), model, version
-    )
+    out = stamp(pd.concat([frame[["credit_code", "as_of"]], reasons], axis=1), model, version)
     write_atomically(out, out_path)
     return ExplainRun(
         path=out_path,

@@ -52,6 +52,8 @@ def _as_of(ws: Workspace, as_of: str | None) -> date:
 
 def _edits(repair: list[str], withdraw: list[str], on: date | None):
     """``SOURCE:RECORD_ID`` options → scenario edits."""
+    from pydantic import ValidationError
+
     from features.scenario import Edit
 
     out = []
@@ -60,28 +62,39 @@ def _edits(repair: list[str], withdraw: list[str], on: date | None):
             source, sep, record = value.partition(":")
             if not sep or not source or not record:
                 raise fail(f"--{kind}: {value!r} is not SOURCE:RECORD_ID (e.g. penalties:P123)")
-            out.append(Edit(kind=kind, source=source, record_id=record, on=on))
+            try:
+                out.append(Edit(kind=kind, source=source, record_id=record, on=on))
+            except ValidationError as exc:
+                problem = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+                raise fail(f"--{kind}: {value!r}: {problem}") from None
     return out
 
 
 def print_explanation(explanation, lang: str) -> None:
     e = explanation.to_dict(lang)
-    tiers = ", ".join(f"{s} {t}" + (f" ({e['rules'][s]})" if e["rules"][s] else "")
-                      for s, t in e["tiers"].items())
+    tiers = ", ".join(
+        f"{s} {t}" + (f" ({e['rules'][s]})" if e["rules"][s] else "") for s, t in e["tiers"].items()
+    )
     console.print(
         f"[bold]{e['credit_code']}[/] as of {e['as_of']}: probability {e['probability']:.1%}; "
         f"tiers {tiers}; model version {e['model_version']}"
     )
-    for title, key in (("raising risk", "reasons_raising_risk"),
-                       ("lowering risk", "reasons_lowering_risk")):
+    for title, key in (
+        ("raising risk", "reasons_raising_risk"),
+        ("lowering risk", "reasons_lowering_risk"),
+    ):
         table = Table(title=f"Reasons {title} (contributions in log-odds)")
         for col in ("code", "reason", "contribution", "records"):
             table.add_column(col)
         for r in e[key]:
             ids = ", ".join(str(rec["record_id"]) for rec in r["records"][:4])
             more = len(r["records"]) - 4
-            table.add_row(r["code"], r["text"], f"{r['contribution']:+.3f}",
-                          ids + (f" (+{more})" if more > 0 else ""))
+            table.add_row(
+                r["code"],
+                r["text"],
+                f"{r['contribution']:+.3f}",
+                ids + (f" (+{more})" if more > 0 else ""),
+            )
         console.print(table)
     if e["objected_records"]:
         w = e["with_objected_records"]
@@ -160,10 +173,16 @@ def register(app: typer.Typer) -> None:
         table = Table(title=f"What if, {credit_code}")
         for col in ("", "as of", "probability", *model.scheme_names):
             table.add_column(col)
-        for name, s, d in (("now", result.before, result.as_of),
-                           ("after", result.after, result.after_as_of)):
-            table.add_row(name, d.isoformat(), f"{s.probability:.1%}",
-                          *(s.tiers[x] for x in model.scheme_names))
+        for name, s, d in (
+            ("now", result.before, result.as_of),
+            ("after", result.after, result.after_as_of),
+        ):
+            table.add_row(
+                name,
+                d.isoformat(),
+                f"{s.probability:.1%}",
+                *(s.tiers[x] for x in model.scheme_names),
+            )
         console.print(table)
         for row in result.changed.itertuples():
             console.print(f"  {row.feature}: {row.before} → {row.after}")
@@ -172,9 +191,7 @@ def register(app: typer.Typer) -> None:
     def explain_batch(
         as_of: AsOfOption = None,
         reasons: Annotated[int, typer.Option(min=1, max=29, help="Reasons each way")] = 5,
-        lang: Annotated[
-            str | None, typer.Option(help="Also write sentences in zh or en")
-        ] = None,
+        lang: Annotated[str | None, typer.Option(help="Also write sentences in zh or en")] = None,
         out: Annotated[Path | None, typer.Option(help="Output Parquet file")] = None,
         version: VersionOption = None,
         workdir: WorkdirOption = None,
@@ -224,6 +241,6 @@ def fetch_report(cfg, version: str | None, mlruns: Path | None, out: Path) -> Pa
         local = mlflow.artifacts.download_artifacts(
             run_id=mv.run_id, artifact_path="report", dst_path=str(out)
         )
-    except Exception as exc:  # noqa: BLE001 - MLflow raises several kinds for a missing path
+    except Exception as exc:
         raise fail(f"version {mv.version}: run {mv.run_id} has no report ({exc})") from None
     return Path(local)

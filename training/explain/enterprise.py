@@ -81,9 +81,7 @@ class EnterpriseExplanation:
             "contribution_space": SPACE[lang],
             "reasons_raising_risk": [_reason(r, lang) for r in self.up],
             "reasons_lowering_risk": [_reason(r, lang) for r in self.down],
-            "contributions": {
-                row.feature: row.contribution for row in self.features.itertuples()
-            },
+            "contributions": {row.feature: row.contribution for row in self.features.itertuples()},
             "objected_records": self.objected_records,
             "with_objected_records": (
                 self.with_objected_records.to_dict() if self.with_objected_records else None

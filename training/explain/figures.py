@@ -14,10 +14,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import shap  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import shap
 
 _LOCK = threading.Lock()
 
@@ -53,9 +53,7 @@ def summary_png(expl: shap.Explanation, max_display: int = 15) -> bytes:
 
 def dependence_png(expl: shap.Explanation, feature: str) -> bytes:
     """How one feature's value maps to its contribution, across the population sample."""
-    return _png(
-        lambda: shap.plots.scatter(expl[:, feature], show=False, ax=plt.gca()), (6.5, 4.5)
-    )
+    return _png(lambda: shap.plots.scatter(expl[:, feature], show=False, ax=plt.gca()), (6.5, 4.5))
 
 
 def waterfall_png(expl_row: shap.Explanation, max_display: int = 12) -> bytes:

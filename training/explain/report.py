@@ -230,10 +230,7 @@ def write_model_report(
         [
             {
                 "scheme": s,
-                **{
-                    t: int((pred[f"tier_{s}"] == t).sum())
-                    for t in model.policy.tier_names(s)
-                },
+                **{t: int((pred[f"tier_{s}"] == t).sum()) for t in model.policy.tier_names(s)},
             }
             for s in model.scheme_names
         ]
@@ -383,9 +380,18 @@ def enterprise_report(
     """One enterprise: tiers, objections (tier with and without), reasons, waterfall, records."""
     check_lang(lang)
     e = explanation.to_dict(lang)
-    names = list(model.encoder.feature_names)
     row = model.encoder.encoded_frame(
-        pd.DataFrame([dict(zip(explanation.features["feature"], explanation.features["value"]))])
+        pd.DataFrame(
+            [
+                dict(
+                    zip(
+                        explanation.features["feature"],
+                        explanation.features["value"],
+                        strict=True,
+                    )
+                )
+            ]
+        )
     )
     expl = figures.explanation(
         explanation.features["contribution"].to_numpy()[None, :], explanation.base_value, row
