@@ -230,17 +230,23 @@ def register(app: typer.Typer) -> None:
 
 
 def fetch_report(cfg, version: str | None, mlruns: Path | None, out: Path) -> Path:
-    """Copy the ``report`` artifacts of the version's run into ``out``."""
+    """Copy the ``report`` artifacts of the version's run into ``out`` (files at its top)."""
+    import shutil
+    import tempfile
+
     import mlflow
 
     _, mv = load_model(cfg, version, mlruns)
     if out.exists() and not out.is_dir():
         raise fail(f"--out: {out} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        local = mlflow.artifacts.download_artifacts(
-            run_id=mv.run_id, artifact_path="report", dst_path=str(out)
-        )
-    except Exception as exc:
-        raise fail(f"version {mv.version}: run {mv.run_id} has no report ({exc})") from None
-    return Path(local)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=mv.run_id, artifact_path="report", dst_path=tmp
+            )
+        except Exception as exc:
+            raise fail(f"version {mv.version}: run {mv.run_id} has no report ({exc})") from None
+        out.mkdir(parents=True, exist_ok=True)
+        for item in Path(local).iterdir():
+            shutil.copy2(item, out / item.name)
+    return out

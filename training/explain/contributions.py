@@ -393,23 +393,23 @@ if numba is not None:
     def _explain(bins, node_start, node_feature, node_cut, node_nan_left, node_cats,
                  leaf_start, slot_start, table_start, slot_feature, slot_one_minus_z,
                  slot_nodes, slot_left, table_z, table_h, feat_start, tree_feature,
-                 slot_local, out):  # fmt: skip
+                 slot_local, block, out):  # fmt: skip
         n = bins.shape[0]
         trees = node_start.shape[0] - 1
-        blocks = (n + BLOCK - 1) // BLOCK
+        blocks = (n + block - 1) // block
         max_feats = 1
         for t in range(trees):
             max_feats = max(max_feats, feat_start[t + 1] - feat_start[t])
         cap = 1
-        while cap < 2 * BLOCK:
+        while cap < 2 * block:
             cap *= 2
         for blk in numba.prange(blocks):
-            lo = blk * BLOCK
-            hi = min(n, lo + BLOCK)
+            lo = blk * block
+            hi = min(n, lo + block)
             keys = np.empty(cap, dtype=np.uint64)
             stamp = np.full(cap, -1, dtype=np.int64)
             where = np.empty(cap, dtype=np.int64)
-            cache = np.empty((BLOCK, max_feats))
+            cache = np.empty((block, max_feats))
             phi = np.empty(max_feats)
             for t in range(trees):
                 n0 = node_start[t]

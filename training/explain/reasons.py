@@ -134,7 +134,9 @@ def reasons(
         for i in picked:
             name = names[i]
             linked = _linked(records, name)
-            latest = max((r["event_date"] for r in linked), default=None)
+            # "224 days since the last penalty" already dates it; others get the latest date.
+            dated = not name.startswith("days_since")
+            latest = max((r["event_date"] for r in linked), default=None) if dated else None
             value = values[name]
             bucket.append(
                 Reason(
