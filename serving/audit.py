@@ -1,0 +1,498 @@
+"""Append-only, hash-chained audit trail of every answer (and refusal) the service gives.
+
+Why a hash chain: an auditor must be able to show that the log of tier, draw and explanation
+requests was not edited after the fact. Every row carries ``prev_hash`` (the previous row's
+``hash``) and ``hash = SHA-256(canonical JSON of every other column)``, so changing, deleting,
+inserting or reordering any row breaks the chain at that row and :meth:`AuditLog.verify` names
+it. Editing a row *and re-hashing every later row* yields a self-consistent chain again; that is
+caught only against a head hash published earlier (``verify(published=(seq, hash))``) — publish
+:meth:`AuditLog.head` regularly (e.g. in the daily report) to anchor the chain outside the
+database.
+
+Storage: a real SQL database through SQLAlchemy Core. By default a SQLite file
+(``sqlite:///path/service.db``, or simply a filesystem path); PostgreSQL works by URL
+(``postgresql+psycopg://…``, needs a driver installed) — the tests here run on SQLite only, as no
+PostgreSQL server is available; the PostgreSQL branches (table lock, trigger DDL) are written to
+the PostgreSQL documentation but not exercised by the test suite.
+
+Append-only is enforced three ways: this class has no update or delete method; SQLite gets
+triggers that ``RAISE(ABORT)`` on ``UPDATE``/``DELETE`` of ``audit_log`` (PostgreSQL gets an
+equivalent trigger function, also on ``TRUNCATE``); and whoever bypasses both — e.g. opens the
+file with ``sqlite3``, drops the triggers and edits rows — is still caught by :meth:`verify`,
+because the triggers protect against accidents and the chain proves integrity. Opening an
+``AuditLog`` re-creates missing triggers.
+
+Concurrency: the service runs several worker threads (and maybe processes). An append reads the
+head and inserts the next row in one write transaction — ``BEGIN IMMEDIATE`` on SQLite (the
+write lock is taken before the head is read, so two writers cannot both extend the same head),
+``LOCK TABLE … IN SHARE ROW EXCLUSIVE MODE`` on PostgreSQL. ``seq`` is the primary key, so even
+a broken lock could never fork the chain: the loser gets an integrity error and retries.
+
+Personal data: payloads are passed through ``mask`` before they are written. The default masks
+every individual business's code (codes starting with 92, see :mod:`serving.masking`)
+regardless of who asked, because the log outlives the request and is read by auditors, who see
+codes masked. Pass ``mask=None`` only if the caller has already masked the payload (masking is
+idempotent, so masking twice is harmless). ``input_hash`` is *not* masked: it is a SHA-256 of the
+unmasked request so an auditor holding a request can prove it is the one logged; for a single
+code it is a pseudonym, not an anonymisation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import decimal
+import enum
+import hashlib
+import json
+import math
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path, PurePath
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    create_engine,
+    event,
+    select,
+    text,
+)
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.pool import StaticPool
+
+GENESIS = "0" * 64
+#: Rows read per round trip by :meth:`AuditLog.verify` (the log grows to millions of rows).
+VERIFY_BATCH = 5_000
+#: Append retries when another process won the race for the next ``seq`` (PostgreSQL only).
+APPEND_RETRIES = 5
+
+metadata = MetaData()
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("at", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("model_version", Text),
+    Column("snapshot_version", Text),
+    Column("input_hash", Text),
+    Column("payload", Text, nullable=False),
+    Column("prev_hash", Text, nullable=False),
+    Column("hash", Text, nullable=False, unique=True),
+)
+Index("ix_audit_log_action", audit_log.c.action)
+Index("ix_audit_log_at", audit_log.c.at)
+
+_SQLITE_TRIGGERS = (
+    """CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: UPDATE refused'); END""",
+    """CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: DELETE refused'); END""",
+)
+
+# Not exercised by the tests (no PostgreSQL server here); CREATE OR REPLACE TRIGGER needs PG 14+.
+_POSTGRES_TRIGGERS = (
+    """CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger AS $$
+    BEGIN RAISE EXCEPTION 'audit_log is append-only: % refused', TG_OP; END
+    $$ LANGUAGE plpgsql""",
+    """CREATE OR REPLACE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log
+    FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()""",
+    """CREATE OR REPLACE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()""",
+)
+
+# -- canonical JSON --------------------------------------------------------------------------
+
+
+def _plain(obj: Any) -> Any:
+    """``obj`` as plain JSON types, deterministically (the same value always hashes the same).
+
+    Non-finite floats (NaN, ±inf) and pandas/numpy missing values become ``null``: JSON has no
+    NaN and PostgreSQL's JSON types reject it. Sets are sorted by their canonical form; dates are
+    ISO strings; numpy scalars and arrays become Python numbers and lists.
+    """
+    if obj is None or isinstance(obj, bool | int | str):
+        return obj.value if isinstance(obj, enum.Enum) else obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, enum.Enum):
+        return _plain(obj.value)
+    if isinstance(obj, Mapping):
+        return {str(_plain(k)): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, set | frozenset):
+        return sorted((_plain(v) for v in obj), key=canonical_json)
+    if isinstance(obj, datetime | date):
+        pd = sys.modules.get("pandas")
+        if pd is not None and obj is pd.NaT:
+            return None
+        return obj.isoformat()
+    if isinstance(obj, decimal.Decimal):
+        return str(obj) if obj.is_finite() else None
+    if isinstance(obj, PurePath):
+        return str(obj)
+    if isinstance(obj, bytes):
+        return obj.hex()
+    np = sys.modules.get("numpy")
+    if np is not None:
+        if isinstance(obj, np.ndarray):
+            return _plain(obj.tolist())
+        if isinstance(obj, np.generic):
+            return _plain(obj.item())
+    pd = sys.modules.get("pandas")
+    if pd is not None and (obj is pd.NA or obj is pd.NaT):
+        return None
+    if hasattr(obj, "model_dump"):  # pydantic models
+        return _plain(obj.model_dump(mode="json"))
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _plain(dataclasses.asdict(obj))
+    raise TypeError(f"cannot write {type(obj).__name__} to the audit log as JSON")
+
+
+def canonical_json(obj: Any) -> str:
+    """Sorted keys, no whitespace, UTF-8 text: one spelling per value, so hashes are stable."""
+    return json.dumps(
+        _plain(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def input_hash(obj: Any) -> str:
+    """SHA-256 (hex) of the canonical JSON of a request: proves which input an answer was for."""
+    return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
+
+
+def _row_hash(row: Mapping[str, Any]) -> str:
+    """The chain hash: every column but ``hash`` itself; ``payload`` as its stored JSON text."""
+    fields = {c.name: row[c.name] for c in audit_log.columns if c.name != "hash"}
+    return hashlib.sha256(canonical_json(fields).encode("utf-8")).hexdigest()
+
+
+# -- results ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One audit row. ``payload`` is parsed; ``payload_json`` is the exact text that was hashed."""
+
+    seq: int
+    at: str
+    actor: str
+    role: str
+    action: str
+    model_version: str | None
+    snapshot_version: str | None
+    input_hash: str | None
+    payload_json: str = field(repr=False)
+    prev_hash: str
+    hash: str
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return json.loads(self.payload_json)
+
+    @property
+    def anchor(self) -> tuple[int, str]:
+        """``(seq, hash)``: what to publish so a later :meth:`AuditLog.verify` can check it."""
+        return self.seq, self.hash
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for the audit API (payload parsed)."""
+        d = {c.name: getattr(self, c.name) for c in audit_log.columns if c.name != "payload"}
+        d["payload"] = self.payload
+        return d
+
+    @classmethod
+    def _from_row(cls, row: Any) -> Entry:
+        m = row._mapping
+        fields = {c.name: m[c.name] for c in audit_log.columns if c.name != "payload"}
+        return cls(**fields, payload_json=m["payload"])
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """Outcome of :meth:`AuditLog.verify`.
+
+    ``checked`` counts rows found intact before the first broken link (all rows when ``ok``);
+    ``first_broken_seq`` is the seq of the first row whose link is broken — for a gap, the first
+    missing seq — and ``reason`` says what is wrong in words an auditor can act on.
+    """
+
+    ok: bool
+    checked: int
+    first_broken_seq: int | None = None
+    reason: str = ""
+
+
+# -- database plumbing (shared with serving.auth) --------------------------------------------
+
+
+def database_url(url: str | Path) -> str:
+    """A SQLAlchemy URL; a bare filesystem path means a SQLite file there."""
+    s = str(url)
+    if "://" in s:
+        return s
+    return f"sqlite:///{Path(s).expanduser().resolve()}"
+
+
+def make_engine(url: str | Path) -> Engine:
+    """An engine with SQLite made transactional and lock-aware.
+
+    Python 3.11's sqlite3 driver emits BEGIN lazily (only before DML), which breaks read-then-
+    write transactions; we switch that off and emit BEGIN ourselves — ``BEGIN IMMEDIATE`` when a
+    connection asked for it with ``execution_options(sqlite_immediate=True)``, so appends take the
+    write lock before reading the head. WAL lets readers (verify, the audit API) run while one
+    writer appends; the 30 s busy timeout makes writers queue instead of failing.
+    """
+    url = database_url(url)
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    memory = url in ("sqlite://", "sqlite:///:memory:") or "mode=memory" in url
+    kwargs: dict[str, Any] = {"connect_args": {"timeout": 30, "check_same_thread": False}}
+    if memory:  # one shared connection, or every pooled connection sees its own empty database
+        kwargs["poolclass"] = StaticPool
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        if not memory:
+            cur = dbapi_connection.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        immediate = conn.get_execution_options().get("sqlite_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def create_schema(
+    engine: Engine, table_metadata: MetaData, extra_ddl: tuple[str, ...] = ()
+) -> None:
+    """Create tables (and triggers) if missing; safe when several workers start at once."""
+    for attempt in range(3):
+        try:
+            with engine.connect() as conn:
+                conn.execution_options(sqlite_immediate=True)
+                with conn.begin():
+                    table_metadata.create_all(conn, checkfirst=True)
+                    for ddl in extra_ddl:
+                        conn.execute(text(ddl))
+            return
+        except (OperationalError, ProgrammingError, IntegrityError):
+            # Another worker created the same objects between our check and our CREATE.
+            if attempt == 2:
+                raise
+
+
+class _Default:
+    """Sentinel: "use the default mask" (``None`` means "caller already masked")."""
+
+
+_DEFAULT = _Default()
+
+
+class AuditLog:
+    """The audit trail: :meth:`append`, :meth:`head`, :meth:`entries`, :meth:`verify`.
+
+    ``url`` is a SQLAlchemy URL or a SQLite file path. There is deliberately no method that
+    changes or removes a row.
+    """
+
+    def __init__(
+        self,
+        url: str | Path,
+        *,
+        mask: Callable[[Any], Any] | _Default | None = _DEFAULT,
+    ) -> None:
+        if isinstance(mask, _Default):
+            from serving.masking import mask_personal
+
+            mask = mask_personal
+        self._mask = mask
+        self.url = database_url(url)
+        self.engine = make_engine(self.url)
+        self._sqlite = self.engine.dialect.name == "sqlite"
+        self._postgres = self.engine.dialect.name == "postgresql"
+        ddl = _SQLITE_TRIGGERS if self._sqlite else _POSTGRES_TRIGGERS if self._postgres else ()
+        create_schema(self.engine, metadata, ddl)
+        # Threads of one process queue here rather than on the database lock (cheaper, fair).
+        self._lock = threading.Lock()
+
+    def append(
+        self,
+        actor: str,
+        role: str,
+        action: str,
+        *,
+        payload: dict[str, Any],
+        model_version: str | None = None,
+        snapshot_version: str | None = None,
+        input_hash: str | None = None,
+    ) -> Entry:
+        """Write the next row of the chain and return it (with its seq and hash)."""
+        if not isinstance(payload, Mapping):
+            raise TypeError("payload must be a dict")
+        masked = self._mask(payload) if self._mask is not None else payload
+        payload_json = canonical_json(masked)
+        values: dict[str, Any] = {
+            "actor": str(actor),
+            "role": str(role.value if isinstance(role, enum.Enum) else role),
+            "action": str(action),
+            "model_version": None if model_version is None else str(model_version),
+            "snapshot_version": None if snapshot_version is None else str(snapshot_version),
+            "input_hash": input_hash,
+            "payload": payload_json,
+        }
+        with self._lock:
+            for attempt in range(APPEND_RETRIES):
+                try:
+                    return self._append_once(values)
+                except IntegrityError:
+                    if attempt == APPEND_RETRIES - 1:
+                        raise
+        raise AssertionError("unreachable")
+
+    def _append_once(self, values: dict[str, Any]) -> Entry:
+        with self.engine.connect() as conn:
+            conn.execution_options(sqlite_immediate=True)
+            with conn.begin():
+                if self._postgres:
+                    conn.execute(text("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE"))
+                last = conn.execute(
+                    select(audit_log.c.seq, audit_log.c.hash)
+                    .order_by(audit_log.c.seq.desc())
+                    .limit(1)
+                ).first()
+                row = dict(values)
+                row["seq"] = last.seq + 1 if last else 1
+                row["prev_hash"] = last.hash if last else GENESIS
+                row["at"] = datetime.now(UTC).isoformat(timespec="microseconds")
+                row["hash"] = _row_hash(row)
+                conn.execute(audit_log.insert().values(**row))
+        fields = {k: v for k, v in row.items() if k != "payload"}
+        return Entry(**fields, payload_json=row["payload"])
+
+    def head(self) -> Entry | None:
+        """The latest row; publish ``head().anchor`` so truncation or re-chaining shows later."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(audit_log).order_by(audit_log.c.seq.desc()).limit(1)).first()
+        return Entry._from_row(row) if row else None
+
+    def entries(
+        self,
+        since: int | datetime | None = None,
+        action: str | None = None,
+        limit: int = 1000,
+        *,
+        actor: str | None = None,
+    ) -> list[Entry]:
+        """Rows in chain order, for the audit API and reports.
+
+        ``since``: an ``int`` returns rows *after* that seq (page with the last seq you got); a
+        ``datetime`` returns rows at or after that instant (naive datetimes are taken as UTC).
+        ``action`` and ``actor`` filter exactly; ``limit`` caps the page (1..100 000).
+        """
+        if not 1 <= limit <= 100_000:
+            raise ValueError("limit must be between 1 and 100000")
+        q = select(audit_log).order_by(audit_log.c.seq).limit(limit)
+        if isinstance(since, datetime):
+            when = since if since.tzinfo else since.replace(tzinfo=UTC)
+            q = q.where(audit_log.c.at >= when.astimezone(UTC).isoformat(timespec="microseconds"))
+        elif isinstance(since, int) and not isinstance(since, bool):
+            q = q.where(audit_log.c.seq > since)
+        elif since is not None:
+            raise TypeError("since must be a seq (int) or a datetime")
+        if action is not None:
+            q = q.where(audit_log.c.action == action)
+        if actor is not None:
+            q = q.where(audit_log.c.actor == actor)
+        with self.engine.connect() as conn:
+            return [Entry._from_row(r) for r in conn.execute(q)]
+
+    def _rows(self) -> Iterator[Any]:
+        """Every row in seq order, fetched in batches (keyset pagination: constant memory)."""
+        after = 0
+        while True:
+            with self.engine.connect() as conn:
+                batch = conn.execute(
+                    select(audit_log)
+                    .where(audit_log.c.seq > after)
+                    .order_by(audit_log.c.seq)
+                    .limit(VERIFY_BATCH)
+                ).all()
+            if not batch:
+                return
+            yield from batch
+            after = batch[-1].seq
+
+    def verify(self, published: tuple[int, str] | None = None) -> ChainReport:
+        """Walk the chain from genesis; report the first broken link.
+
+        A row is broken when its seq is not the previous seq + 1 (a row was deleted: the
+        missing seq is reported), when its stored hash differs from the recomputed one (the row
+        was changed or moved), or when its ``prev_hash`` is not the previous row's hash (a row
+        was replaced with a re-hashed forgery). ``published`` — an ``Entry.anchor`` published
+        earlier — additionally catches a truncated tail or a re-hashed rewrite.
+        """
+        expected_seq, prev, checked = 1, GENESIS, 0
+        hashes_at_anchor: str | None = None
+        for row in self._rows():
+            m = row._mapping
+            if m["seq"] != expected_seq:
+                return ChainReport(
+                    False,
+                    checked,
+                    expected_seq,
+                    f"gap: row {expected_seq} is missing (the next row is {m['seq']})",
+                )
+            if _row_hash(m) != m["hash"]:
+                return ChainReport(
+                    False,
+                    checked,
+                    m["seq"],
+                    f"hash mismatch on row {m['seq']}: the row was changed after it was written",
+                )
+            if m["prev_hash"] != prev:
+                what = "the genesis hash" if m["seq"] == 1 else f"the hash of row {m['seq'] - 1}"
+                return ChainReport(
+                    False,
+                    checked,
+                    m["seq"],
+                    f"prev_hash of row {m['seq']} does not match {what}",
+                )
+            if published is not None and m["seq"] == published[0]:
+                hashes_at_anchor = m["hash"]
+            prev, expected_seq, checked = m["hash"], expected_seq + 1, checked + 1
+        if published is not None:
+            seq, want = published
+            if hashes_at_anchor is None:
+                return ChainReport(
+                    False,
+                    checked,
+                    expected_seq,
+                    f"published row {seq} is gone: the log ends at row {expected_seq - 1}",
+                )
+            if hashes_at_anchor != want:
+                return ChainReport(
+                    False,
+                    checked,
+                    seq,
+                    f"row {seq} no longer has the published hash: the chain was rewritten",
+                )
+        return ChainReport(True, checked)

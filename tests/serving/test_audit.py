@@ -1,0 +1,365 @@
+"""Audit trail: the chain verifies, every kind of tampering is named, appends are serialised.
+
+SQLite only (no PostgreSQL server here). Tampering goes through ``sqlite3`` directly, after
+dropping the append-only triggers, exactly as someone with the file would do it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import sqlite3
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DatabaseError
+
+from serving.audit import GENESIS, AuditLog, canonical_json, input_hash
+
+PERSON = "92371000MA3MXH0E3W"  # an individual business: personal data
+COMPANY = "9144030071526726XG"
+
+
+def fill(log: AuditLog, n: int) -> list:
+    return [
+        log.append(
+            f"key{i % 3}",
+            "platform",
+            "tiers" if i % 2 else "explain",
+            payload={"i": i, "codes": [COMPANY]},
+            model_version="3",
+            snapshot_version="2026-06-30",
+            input_hash=input_hash({"i": i}),
+        )
+        for i in range(n)
+    ]
+
+
+def tamper(db: Path, *statements: str) -> None:
+    """Drop the triggers and run ``statements`` on the raw file, as an intruder would."""
+    con = sqlite3.connect(db)
+    con.execute("DROP TRIGGER audit_log_no_update")
+    con.execute("DROP TRIGGER audit_log_no_delete")
+    for s in statements:
+        con.execute(s)
+    con.commit()
+    con.close()
+
+
+def rehash(row: dict) -> str:
+    fields = {k: row[k] for k in row if k != "hash"}
+    return hashlib.sha256(canonical_json(fields).encode()).hexdigest()
+
+
+def raw_rows(db: Path) -> list[dict]:
+    con = sqlite3.connect(db)
+    con.row_factory = sqlite3.Row
+    rows = [dict(r) for r in con.execute("SELECT * FROM audit_log ORDER BY seq")]
+    con.close()
+    return rows
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "service.db"
+
+
+def test_chain_links_every_row_and_verifies(db: Path) -> None:
+    log = AuditLog(db)
+    entries = fill(log, 20)
+    assert [e.seq for e in entries] == list(range(1, 21))
+    assert entries[0].prev_hash == GENESIS
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(entries))
+    report = log.verify()
+    assert report.ok and report.checked == 20 and report.first_broken_seq is None
+
+
+def test_hash_covers_every_field_including_prev_hash(db: Path) -> None:
+    log = AuditLog(db)
+    fill(log, 2)
+    row = raw_rows(db)[1]
+    assert row["hash"] == rehash(row)
+    for name, other in [("prev_hash", GENESIS), ("actor", "x"), ("payload", "{}"), ("seq", 9)]:
+        assert rehash({**row, name: other}) != row["hash"], name
+
+
+def test_empty_log_verifies_and_has_no_head(db: Path) -> None:
+    log = AuditLog(db)
+    assert log.head() is None
+    assert log.verify().ok and log.verify().checked == 0
+
+
+def test_head_changes_with_each_append(db: Path) -> None:
+    log = AuditLog(db)
+    seen = set()
+    for i in range(5):
+        e = log.append("k", "admin", "promote", payload={"i": i})
+        head = log.head()
+        assert head is not None and head.seq == e.seq and head.hash == e.hash
+        seen.add(head.hash)
+    assert len(seen) == 5
+
+
+def test_identical_appends_still_get_distinct_hashes(db: Path) -> None:
+    log = AuditLog(db)
+    a = log.append("k", "platform", "tiers", payload={"same": 1})
+    b = log.append("k", "platform", "tiers", payload={"same": 1})
+    assert a.hash != b.hash and log.verify().ok
+
+
+def test_reopening_the_file_keeps_the_chain(db: Path) -> None:
+    first = fill(AuditLog(db), 5)
+    log = AuditLog(db)
+    assert log.head().hash == first[-1].hash
+    e = log.append("k", "auditor", "audit", payload={})
+    assert e.seq == 6 and e.prev_hash == first[-1].hash
+    assert log.verify().ok and log.verify().checked == 6
+
+
+def test_entries_filter_and_page(db: Path) -> None:
+    log = AuditLog(db)
+    fill(log, 10)
+    assert [e.seq for e in log.entries(action="tiers")] == [2, 4, 6, 8, 10]
+    assert [e.seq for e in log.entries(since=7)] == [8, 9, 10]
+    assert [e.seq for e in log.entries(limit=3)] == [1, 2, 3]
+    assert [e.seq for e in log.entries(since=2, action="explain", limit=2)] == [3, 5]
+    assert [e.seq for e in log.entries(actor="key0")] == [1, 4, 7, 10]
+    future = datetime.now(UTC) + timedelta(hours=1)
+    assert log.entries(since=future) == []
+    assert len(log.entries(since=datetime.now(UTC) - timedelta(hours=1))) == 10
+    e = log.entries(since=0, limit=1)[0]
+    assert e.payload == {"codes": [COMPANY], "i": 0}
+    assert e.model_version == "3" and e.snapshot_version == "2026-06-30"
+    assert e.input_hash == input_hash({"i": 0})
+    assert e.to_dict()["payload"] == e.payload
+
+
+def test_payloads_are_masked_by_default(db: Path) -> None:
+    log = AuditLog(db)
+    e = log.append("k", "admin", "explain", payload={"code": PERSON, "note": f"asked {PERSON}"})
+    assert e.payload == {"code": "92371000*********W", "note": "asked 92371000*********W"}
+    assert PERSON not in db.read_bytes().decode("latin-1") + _wal(db)
+    assert log.verify().ok
+
+
+def test_mask_none_writes_the_payload_as_given(db: Path) -> None:
+    log = AuditLog(db, mask=None)
+    e = log.append("k", "admin", "explain", payload={"code": PERSON})
+    assert e.payload == {"code": PERSON}
+
+
+def test_a_custom_mask_is_applied(db: Path) -> None:
+    log = AuditLog(db, mask=lambda p: {k: "x" for k in p})
+    assert log.append("k", "admin", "a", payload={"secret": 1}).payload == {"secret": "x"}
+
+
+def _wal(db: Path) -> str:
+    wal = db.with_name(db.name + "-wal")
+    return wal.read_bytes().decode("latin-1") if wal.exists() else ""
+
+
+def test_canonical_json_is_stable_and_handles_numpy_dates_nan() -> None:
+    a = {"b": np.float64(1.5), "a": [np.int64(2), datetime(2026, 1, 2, tzinfo=UTC)], "n": np.nan}
+    b = {"n": float("nan"), "a": [2, datetime(2026, 1, 2, tzinfo=UTC)], "b": 1.5}
+    assert canonical_json(a) == canonical_json(b)
+    assert json.loads(canonical_json(a)) == {
+        "a": [2, "2026-01-02T00:00:00+00:00"],
+        "b": 1.5,
+        "n": None,
+    }
+    assert input_hash({"x": 1, "y": "信用"}) == input_hash({"y": "信用", "x": 1})
+    assert input_hash({"x": 1}) != input_hash({"x": 2})
+    with pytest.raises(TypeError):
+        canonical_json({"x": object()})
+
+
+# -- append-only ----------------------------------------------------------------------------
+
+
+def test_update_and_delete_are_refused_by_triggers(db: Path) -> None:
+    log = AuditLog(db)
+    fill(log, 3)
+    con = sqlite3.connect(db)
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        con.execute("UPDATE audit_log SET actor = 'someone else' WHERE seq = 2")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        con.execute("DELETE FROM audit_log WHERE seq = 3")
+    con.close()
+    with pytest.raises(DatabaseError, match="append-only"), log.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_log"))
+    assert log.verify().ok and log.verify().checked == 3
+    assert not any(hasattr(log, m) for m in ("update", "delete", "remove", "truncate"))
+
+
+def test_reopening_restores_dropped_triggers(db: Path) -> None:
+    fill(AuditLog(db), 2)
+    tamper(db)
+    AuditLog(db)
+    con = sqlite3.connect(db)
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        con.execute("DELETE FROM audit_log")
+    con.close()
+
+
+# -- tampering is named ----------------------------------------------------------------------
+
+
+def test_changed_payload_is_named(db: Path) -> None:
+    log = AuditLog(db)
+    fill(log, 8)
+    tamper(db, """UPDATE audit_log SET payload = '{"codes":[],"i":4}' WHERE seq = 5""")
+    report = log.verify()
+    assert not report.ok
+    assert report.first_broken_seq == 5 and report.checked == 4
+    assert "hash mismatch on row 5" in report.reason
+
+
+def test_changed_hash_is_named(db: Path) -> None:
+    log = AuditLog(db)
+    fill(log, 8)
+    tamper(db, f"UPDATE audit_log SET hash = '{'f' * 64}' WHERE seq = 6")
+    report = log.verify()
+    assert (report.ok, report.first_broken_seq) == (False, 6)
+    assert "hash mismatch on row 6" in report.reason
+
+
+def test_forged_row_with_recomputed_hash_breaks_the_next_link(db: Path) -> None:
+    log = AuditLog(db)
+    fill(log, 8)
+    row = raw_rows(db)[2]  # seq 3
+    row["actor"] = "innocent"
+    forged = rehash(row)
+    tamper(db, f"UPDATE audit_log SET actor = 'innocent', hash = '{forged}' WHERE seq = 3")
+    report = log.verify()
+    assert (report.ok, report.first_broken_seq, report.checked) == (False, 4, 3)
+    assert "prev_hash of row 4 does not match the hash of row 3" in report.reason
+
+
+def test_forged_first_row_is_named(db: Path) -> None:
+    log = AuditLog(db)
+    fill(log, 3)
+    row = raw_rows(db)[0]
+    row["prev_hash"] = "1" * 64
+    tamper(
+        db, f"UPDATE audit_log SET prev_hash = '{'1' * 64}', hash = '{rehash(row)}' WHERE seq = 1"
+    )
+    report = log.verify()
+    assert (report.ok, report.first_broken_seq) == (False, 1)
+    assert "genesis" in report.reason
+
+
+@pytest.mark.parametrize("gone", [1, 4, 7])
+def test_deleted_row_is_named(db: Path, gone: int) -> None:
+    log = AuditLog(db)
+    fill(log, 8)
+    tamper(db, f"DELETE FROM audit_log WHERE seq = {gone}")
+    report = log.verify()
+    assert (report.ok, report.first_broken_seq, report.checked) == (False, gone, gone - 1)
+    assert f"row {gone} is missing" in report.reason
+
+
+def test_reordered_rows_are_named(db: Path) -> None:
+    log = AuditLog(db)
+    fill(log, 8)
+    # Swap rows 4 and 5 wholesale (every column, stored hashes included) but keep seq order.
+    cols = "at, actor, role, action, model_version, snapshot_version, input_hash, payload, prev_hash, hash"
+    tamper(
+        db,
+        f"CREATE TABLE t AS SELECT seq, {cols} FROM audit_log WHERE seq IN (4, 5)",
+        "UPDATE t SET seq = 9 - seq",
+        "DELETE FROM audit_log WHERE seq IN (4, 5)",
+        f"INSERT INTO audit_log (seq, {cols}) SELECT seq, {cols} FROM t",
+    )
+    rows = raw_rows(db)
+    assert json.loads(rows[3]["payload"])["i"] == 4  # row 4 now holds entry 5's content
+    report = log.verify()
+    assert (report.ok, report.first_broken_seq) == (False, 4)
+    assert "hash mismatch on row 4" in report.reason
+
+
+def test_rechained_rewrite_and_truncation_are_caught_against_a_published_head(db: Path) -> None:
+    log = AuditLog(db)
+    fill(log, 6)
+    published = log.head().anchor
+    # Rewrite row 3 and re-hash every later row: a self-consistent chain again ...
+    rows = raw_rows(db)
+    rows[2]["actor"] = "innocent"
+    prev = rows[1]["hash"]
+    statements = []
+    for r in rows[2:]:
+        r["prev_hash"] = prev
+        r["hash"] = prev = rehash(r)
+        statements.append(
+            f"UPDATE audit_log SET actor = '{r['actor']}', prev_hash = '{r['prev_hash']}', "
+            f"hash = '{r['hash']}' WHERE seq = {r['seq']}"
+        )
+    tamper(db, *statements)
+    assert log.verify().ok  # ... which the chain alone cannot tell from the original
+    report = log.verify(published=published)
+    assert (report.ok, report.first_broken_seq) == (False, 6)
+    assert "no longer has the published hash" in report.reason
+
+
+def test_truncated_tail_is_caught_against_a_published_head(db: Path) -> None:
+    log = AuditLog(db)
+    fill(log, 6)
+    published = log.head().anchor
+    tamper(db, "DELETE FROM audit_log WHERE seq > 4")
+    assert log.verify().ok
+    report = log.verify(published=published)
+    assert (report.ok, report.first_broken_seq) == (False, 5)
+    assert "published row 6 is gone" in report.reason
+    assert log.verify(published=log.head().anchor).ok
+
+
+def test_verify_walks_more_rows_than_one_batch(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import serving.audit as audit
+
+    monkeypatch.setattr(audit, "VERIFY_BATCH", 3)
+    log = AuditLog(db)
+    fill(log, 10)
+    assert log.verify().checked == 10
+    tamper(db, "DELETE FROM audit_log WHERE seq = 7")
+    assert log.verify().first_broken_seq == 7
+
+
+# -- concurrency ----------------------------------------------------------------------------
+
+
+def test_concurrent_appends_keep_the_chain_valid(db: Path) -> None:
+    """Threads on one log, and on separate logs (separate connections, like other workers)."""
+    shared = AuditLog(db)
+    others = [AuditLog(db) for _ in range(2)]
+    logs = [shared, shared, shared, *others]
+    per_thread = 40
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(logs))
+
+    def work(n: int, log: AuditLog) -> None:
+        try:
+            start.wait()
+            for i in range(per_thread):
+                log.append(f"t{n}", "platform", "tiers", payload={"thread": n, "i": i})
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n, lg)) for n, lg in enumerate(logs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    total = per_thread * len(logs)
+    rows = raw_rows(db)
+    assert [r["seq"] for r in rows] == list(range(1, total + 1))
+    report = shared.verify()
+    assert report.ok and report.checked == total
+    # every thread's entries are there, in the order that thread wrote them
+    for n in range(len(logs)):
+        mine = [json.loads(r["payload"])["i"] for r in rows if r["actor"] == f"t{n}"]
+        assert mine == list(range(per_thread))
