@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from features import cli as feature_cli
+from serving import commands as serving_cli
 from training import cli as training_cli
 from training.explain import cli as explain_cli
 
@@ -23,6 +24,7 @@ app = typer.Typer(
 feature_cli.register(app)
 training_cli.register(app)
 explain_cli.register(app)
+serving_cli.register(app)
 
 
 @app.command()

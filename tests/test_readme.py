@@ -39,5 +39,6 @@ def test_every_cli_command_in_the_readme_exists() -> None:
     from serving.cli import app
 
     registered = {c.name or c.callback.__name__ for c in app.registered_commands}
+    registered |= {g.name for g in app.registered_groups}
     mentioned = set(re.findall(r"`riskctl ([\w-]+)", README))
     assert mentioned <= registered, mentioned - registered

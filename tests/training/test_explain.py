@@ -32,20 +32,20 @@ from training.explain.enterprise import (
     what_if,
 )
 from training.explain.report import enterprise_report
-from training.train import TrainResult, train
+from training.train import TrainResult
 
 runner = CliRunner()
 CODES = {f.name: f.code for f in CATALOGUE}
 
 
 @pytest.fixture(scope="module")
-def mlruns(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("mlruns-explain")
+def mlruns(champion_mlruns: Path) -> Path:
+    return champion_mlruns
 
 
 @pytest.fixture(scope="module")
-def trained(province: FeatureRun, validated: Path, mlruns: Path) -> TrainResult:
-    return train(validated, config(), province.snapshot.path, mlruns=mlruns)
+def trained(champion: TrainResult) -> TrainResult:
+    return champion
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +198,13 @@ def test_model_report_is_self_contained_with_every_plot(
         assert src.startswith("data:image/png;base64,") and len(src) > 2_000, fig
     assert {"model-card", "comparison", "slices", "tiers"} <= page.ids
     card = (folder / "model_card.md").read_text(encoding="utf-8")
-    for heading in ("Intended use", "training window", "Metrics", "Limitations", "Fairness findings"):
+    for heading in (
+        "Intended use",
+        "training window",
+        "Metrics",
+        "Limitations",
+        "Fairness findings",
+    ):
         assert heading in card, heading
     importance = pd.read_csv(folder / "feature_importance.csv")
     assert set(importance["feature"]) == set(names)

@@ -22,3 +22,18 @@ def province(tmp_path_factory: pytest.TempPathFactory) -> FeatureRun:
 @pytest.fixture(scope="session")
 def validated(province: FeatureRun) -> Path:
     return Workspace(province.workspace).validated
+
+
+@pytest.fixture(scope="session")
+def champion_mlruns(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow home whose only model is the champion below (tests must not add versions)."""
+    return tmp_path_factory.mktemp("mlruns-champion")
+
+
+@pytest.fixture(scope="session")
+def champion(province: FeatureRun, validated: Path, champion_mlruns: Path):
+    """The shipped configuration (one search candidate) trained and crowned champion once."""
+    from tests.training.test_train import config
+    from training.train import train
+
+    return train(validated, config(), province.snapshot.path, mlruns=champion_mlruns)

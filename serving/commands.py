@@ -1,0 +1,162 @@
+"""``riskctl serve``, ``riskctl keys …`` and ``riskctl audit …``: run and administer the service."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from features.cli import console, fail
+from serving.settings import Settings, settings
+from training.cli import MlrunsOption
+
+WorkdirOption = Annotated[
+    Path | None, typer.Option(help="Working folder (default: $RISK_WORKDIR or .data)")
+]
+DbOption = Annotated[
+    str | None,
+    typer.Option(help="Database URL (default: $RISK_DB or sqlite:///<workdir>/service.db)"),
+]
+
+keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
+audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
+
+
+def environment(cfg: Settings) -> dict[str, str]:
+    """The environment the service process reads its settings from."""
+    env = {"RISK_WORKDIR": str(cfg.workdir), "RISK_DB": cfg.db, "RISK_MODEL": cfg.model}
+    if cfg.mlruns is not None:
+        env["RISK_MLRUNS"] = str(Path(cfg.mlruns).resolve())
+    return env
+
+
+def how_to_call(url: str, key: str | None) -> str:
+    shown = key or "<key from `riskctl keys create --role platform --label NAME`>"
+    return (
+        f"service on {url} — OpenAPI document: {url}/docs.json, metrics: {url}/metrics\n"
+        f"  curl -s {url}/v1/tiers -H 'Authorization: Bearer {shown}' "
+        "-H 'Content-Type: application/json' "
+        '-d \'{"codes": ["<18-character credit code>"], "reasons": 3, "lang": "en"}\''
+    )
+
+
+def serve_foreground(cfg: Settings, host: str, port: int) -> int:
+    """``bentoml serve`` with our settings, in the foreground until interrupted."""
+    cmd = [sys.executable, "-m", "bentoml", "serve", "serving.service:RiskService",
+           "--host", host, "--port", str(port)]  # fmt: skip
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, **environment(cfg), "BENTOML_DO_NOT_TRACK": "true"}
+    try:
+        return subprocess.call(cmd, cwd=root, env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(audit_app, name="audit")
+
+    @app.command()
+    def serve(
+        host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(min=1, max=65535)] = 3000,
+        workdir: WorkdirOption = None,
+        mlruns: MlrunsOption = None,
+        db: DbOption = None,
+    ) -> None:
+        """Run the BentoML service (champion + latest snapshot) until interrupted."""
+        cfg = settings(workdir, mlruns, db)
+        console.print(how_to_call(f"http://{host}:{port}", None))
+        raise typer.Exit(serve_foreground(cfg, host, port))
+
+
+@keys_app.command("create")
+def create_key(
+    role: Annotated[str, typer.Option(help="platform, auditor or admin")],
+    label: Annotated[str, typer.Option(help="Who or what holds the key")],
+    workdir: WorkdirOption = None,
+    db: DbOption = None,
+) -> None:
+    """Create an API key; the key is printed once and stored only as a hash."""
+    from serving.auth import KeyStore, Role
+
+    if role not in {r.value for r in Role}:
+        raise fail(f"--role: {role!r} is not one of {', '.join(r.value for r in Role)}")
+    try:
+        key = KeyStore(settings(workdir, None, db).db).create_key(role, label)
+    except ValueError as exc:
+        raise fail(f"--label: {exc}") from None
+    console.print(f"{role} key (shown once; keep it secret):")
+    print(key)
+
+
+@keys_app.command("list")
+def list_keys(workdir: WorkdirOption = None, db: DbOption = None) -> None:
+    """Every key with its role, label and dates (never the secret)."""
+    from serving.auth import KeyStore
+
+    table = Table(title="API keys")
+    for col in ("key id", "role", "label", "created", "revoked"):
+        table.add_column(col)
+    for k in KeyStore(settings(workdir, None, db).db).list_keys():
+        table.add_row(k.key_id, str(k.role), k.label, k.created_at, k.revoked_at or "")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def revoke_key(key_id: str, workdir: WorkdirOption = None, db: DbOption = None) -> None:
+    """Revoke a key (other server processes stop accepting it within 30 s)."""
+    from serving.auth import KeyStore
+
+    try:
+        changed = KeyStore(settings(workdir, None, db).db).revoke_key(key_id)
+    except KeyError as exc:
+        raise fail(f"KEY_ID: {exc.args[0]}") from None
+    console.print(f"{key_id}: {'revoked' if changed else 'was already revoked'}")
+
+
+@audit_app.command("verify")
+def verify_audit(
+    workdir: WorkdirOption = None,
+    db: DbOption = None,
+    anchor: Annotated[
+        str | None, typer.Option(help="A published head SEQ:HASH the chain must still contain")
+    ] = None,
+) -> None:
+    """Walk the hash chain from genesis; name the first broken link (exit 1 if broken)."""
+    from serving.audit import AuditLog
+
+    published = None
+    if anchor:
+        seq, sep, digest = anchor.partition(":")
+        if not sep or not seq.isdigit() or len(digest) != 64:
+            raise fail(f"--anchor: {anchor!r} is not SEQ:HASH (64 hex characters)")
+        published = (int(seq), digest)
+    log = AuditLog(settings(workdir, None, db).db)
+    report = log.verify(published)
+    if report.ok:
+        head = log.head()
+        where = f"; head {head.seq}:{head.hash}" if head else ""
+        console.print(f"audit chain intact: {report.checked:,} entries{where}")
+        return
+    console.print(
+        f"[red]audit chain broken[/red] at entry {report.first_broken_seq}: {report.reason} "
+        f"({report.checked:,} entries intact before it)"
+    )
+    raise typer.Exit(1)
+
+
+@audit_app.command("head")
+def audit_head(workdir: WorkdirOption = None, db: DbOption = None) -> None:
+    """The head entry's SEQ:HASH, to publish (anyone holding it can detect a rewrite later)."""
+    from serving.audit import AuditLog
+
+    head = AuditLog(settings(workdir, None, db).db).head()
+    if head is None:
+        raise fail("the audit trail is empty")
+    print(f"{head.seq}:{head.hash}")

@@ -1,0 +1,182 @@
+"""The BentoML service inspection platforms call: tiers, scoring, explanations, draws, results.
+
+A thin class (BentoML 1.4 style): everything it answers comes from pure modules —
+``serving.runtime`` (champion and snapshot in memory), ``training.explain`` (explanations),
+``serving.draws`` (the draw engine), ``serving.audit`` / ``serving.auth`` / ``serving.masking``.
+Each endpoint authenticates the API key, checks the role, validates the body (pydantic, then the
+domain checks), answers, and appends to the audit trail; a refused request answers 4xx with the
+field and the problem and writes nothing but its refusal to the audit log.
+
+Configuration (environment): ``RISK_WORKDIR`` (workspace with snapshots and validated sources),
+``RISK_MLRUNS`` (MLflow home), ``RISK_DB`` (SQLAlchemy URL of the audit and key database;
+default ``sqlite:///<workdir>/service.db``), ``RISK_MODEL`` (registered model name).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import anyio
+import bentoml
+from starlette.responses import JSONResponse, Response
+
+from serving import runtime
+from serving.schemas import ExplainRequest, ScoreRequest, TiersRequest
+from serving.settings import settings
+
+log = logging.getLogger("serving")
+
+
+def _error(status: int, field: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": message, "field": field}, status_code=status)
+
+
+def _json(obj: Any) -> Response:
+    """Plain JSON (NaN → null, numpy and dates converted), UTF-8 without escapes."""
+    from serving.audit import _plain
+
+    body = json.dumps(_plain(obj), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return Response(body, media_type="application/json")
+
+
+@bentoml.service(name="credit-risk-supervision", traffic={"timeout": 120})
+class RiskService:
+    """Loads the champion and the latest snapshot at start-up; not ready without both."""
+
+    def __init__(self) -> None:
+        from serving.audit import AuditLog
+        from serving.auth import KeyStore
+        from serving.masking import install
+
+        for name in ("", "bentoml", "serving"):  # individual businesses' codes never in logs
+            install(logging.getLogger(name))
+        cfg = settings()
+        self.cfg = cfg
+        self.audit = AuditLog(cfg.db)
+        self.keys = KeyStore(cfg.db)
+        self.problem = ""
+        self.state: runtime.Loaded | None = None
+        try:
+            self.state = runtime.load(cfg.workdir, cfg.mlruns, cfg.model)
+        except runtime.NotReady as exc:
+            self.problem = str(exc)
+            log.error("not ready: %s", exc)
+
+    def __is_ready__(self) -> bool:
+        return self.state is not None
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _loaded(self) -> runtime.Loaded:
+        if self.state is None:
+            raise runtime.NotReady(self.problem)
+        return self.state
+
+    def _versions(self) -> dict[str, str | None]:
+        s = self.state
+        return {
+            "model_version": s.model_version if s else None,
+            "snapshot_version": s.snapshot_version if s else None,
+        }
+
+    async def _serve(self, ctx: bentoml.Context, permission, action: str, body: dict, answer):
+        """Authenticate, authorise, answer, mask, audit; refusals → 4xx naming the field."""
+        from serving.audit import input_hash
+        from serving.auth import Forbidden, Unauthorized
+        from serving.masking import mask_codes
+
+        header = ctx.request.headers.get("authorization") or ctx.request.headers.get("x-api-key")
+        principal = None
+        try:
+            principal = self.keys.authenticate(header)
+            self.keys.authorize(principal, permission)
+            result = await answer(principal)
+        except Unauthorized as exc:
+            return self._refuse(ctx, None, action, 401, "authorization", str(exc))
+        except Forbidden as exc:
+            return self._refuse(ctx, principal, action, 403, "authorization", str(exc))
+        except runtime.NotReady as exc:
+            return self._refuse(ctx, principal, action, 503, "service", f"not ready: {exc}")
+        except runtime.BadRequest as exc:
+            return self._refuse(ctx, principal, action, exc.status, exc.field, exc.message)
+        shown = _json(mask_codes(result, principal.role))
+        self.audit.append(
+            principal.key_id,
+            principal.role,
+            action,
+            payload={"request": body, "response": result},
+            input_hash=input_hash(body),
+            **self._versions(),
+        )
+        return shown
+
+    def _refuse(self, ctx, principal, action, status, field, message) -> JSONResponse:
+        """Refusals change no stored state: they go to the (masked) application log only.
+        (BentoML answers with ``ctx.response.status_code`` when an API takes a context.)"""
+        from serving.masking import mask_text
+
+        ctx.response.status_code = status
+        who = f"key {principal.key_id} ({principal.role})" if principal else "no valid key"
+        log.warning("refused %s → %d %s: %s [%s]", action, status, field, mask_text(message), who)
+        return _error(status, field, message)
+
+    # -- tiers and scores -------------------------------------------------------------------
+
+    @bentoml.api(route="/v1/tiers", input_spec=TiersRequest)
+    async def tiers(self, codes, scheme, reasons, lang, ctx: bentoml.Context) -> dict:
+        """Probability and tiers (active policy) for a batch of codes, with top reasons."""
+        from serving.auth import Permission
+
+        body = {"codes": codes, "scheme": scheme, "reasons": reasons, "lang": lang}
+
+        async def answer(_):
+            state = self._loaded()
+            items = runtime.tiers(state, codes, scheme=scheme, reasons=reasons, lang=lang)
+            return {**self._versions(), "results": items}
+
+        return await self._serve(ctx, Permission.TIERS, "tiers", body, answer)
+
+    @bentoml.api(route="/v1/score", input_spec=ScoreRequest)
+    async def score(self, rows, scheme, reasons, lang, ctx: bentoml.Context) -> dict:
+        """Score supplied feature rows (platforms holding their own data)."""
+        from serving.auth import Permission
+
+        plain = [r.model_dump() for r in rows]
+        body = {"rows": plain, "scheme": scheme, "reasons": reasons, "lang": lang}
+
+        async def answer(_):
+            state = self._loaded()
+            items = await anyio.to_thread.run_sync(
+                lambda: runtime.score_rows(
+                    state.model, plain, scheme=scheme, reasons=reasons, lang=lang
+                )
+            )
+            return {"model_version": state.model_version, "results": items}
+
+        return await self._serve(ctx, Permission.TIERS, "score", body, answer)
+
+    @bentoml.api(route="/v1/explain", input_spec=ExplainRequest)
+    async def explain(self, credit_code, reasons, lang, ctx: bentoml.Context) -> dict:
+        """Contributions, reasons, linked records and objections of one enterprise."""
+        from serving.auth import Permission
+        from training.explain.enterprise import explain_enterprise
+
+        body = {"credit_code": credit_code, "reasons": reasons, "lang": lang}
+
+        async def answer(_):
+            state = self._loaded()
+            if credit_code not in state.index:
+                raise runtime.BadRequest(
+                    "credit_code", f"{credit_code} is not in snapshot {state.snapshot_version}", 404
+                )
+            validated = self.cfg.validated
+            e = await anyio.to_thread.run_sync(
+                lambda: explain_enterprise(
+                    state.model, validated, credit_code, state.as_of, k=reasons
+                )
+            )
+            return {**self._versions(), **e.to_dict(lang)}
+
+        return await self._serve(ctx, Permission.EXPLANATIONS, "explain", body, answer)
