@@ -46,7 +46,7 @@ class RiskService:
     """Loads the champion and the latest snapshot at start-up; not ready without both."""
 
     def __init__(self) -> None:
-        from serving.audit import AuditLog
+        from serving.audit import AuditLog, GroupCommit
         from serving.auth import KeyStore
         from serving.masking import install
 
@@ -55,6 +55,7 @@ class RiskService:
         cfg = settings()
         self.cfg = cfg
         self.audit = AuditLog(cfg.db)
+        self.audit_writer = GroupCommit(self.audit)
         self.keys = KeyStore(cfg.db)
         self.problem = ""
         self.state: runtime.Loaded | None = None
@@ -102,7 +103,7 @@ class RiskService:
         except runtime.BadRequest as exc:
             return self._refuse(ctx, principal, action, exc.status, exc.field, exc.message)
         shown = _json(mask_codes(result, principal.role))
-        self.audit.append(
+        await self.audit_writer.append(
             principal.key_id,
             principal.role,
             action,
