@@ -65,7 +65,8 @@ MAX_PATH_FEATURES = 16
 #: Rows per parallel block at most; a block explains each tree once per distinct decision
 #: pattern among its rows, so bigger blocks share more (default model, 2 threads, 100k rows:
 #: blocks of 2k rows 65-70k rows/s, 8k 110k, 32k 125-140k, 50k 165-180k). A block holds about
-#: 32 bytes per row and feature (sums, cached values), ~60 MB at 65,536 rows of 29 features.
+#: 16 bytes per row and feature (sums, cached values) plus 25 per row: ~32 MB at 65,536 rows
+#: of 29 features.
 BLOCK = 65536
 
 
