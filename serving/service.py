@@ -14,8 +14,12 @@ default ``sqlite:///<workdir>/service.db``), ``RISK_MODEL`` (registered model na
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
+import threading
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -33,6 +37,14 @@ def _error(status: int, field: str, message: str) -> JSONResponse:
     return JSONResponse({"error": message, "field": field}, status_code=status)
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A pre-rendered JSON answer and the summary of it the audit trail keeps."""
+
+    text: str
+    summary: dict
+
+
 def _json(obj: Any) -> Response:
     """Plain JSON (NaN → null, numpy and dates converted), UTF-8 without escapes."""
     from serving.audit import _plain
@@ -41,7 +53,11 @@ def _json(obj: Any) -> Response:
     return Response(body, media_type="application/json")
 
 
-@bentoml.service(name="credit-risk-supervision", traffic={"timeout": 120})
+@bentoml.service(
+    name="credit-risk-supervision",
+    traffic={"timeout": 120},
+    workers=int(os.environ.get("RISK_WORKERS", "2")),
+)
 class RiskService:
     """Loads the champion and the latest snapshot at start-up; not ready without both."""
 
@@ -61,6 +77,9 @@ class RiskService:
         self.state: runtime.Loaded | None = None
         try:
             self.state = runtime.load(cfg.workdir, cfg.mlruns, cfg.model)
+            threading.Thread(
+                target=runtime.explain_all, args=(self.state,), name="reasons", daemon=True
+            ).start()
         except runtime.NotReady as exc:
             self.problem = str(exc)
             log.error("not ready: %s", exc)
@@ -102,12 +121,17 @@ class RiskService:
             return self._refuse(ctx, principal, action, 503, "service", f"not ready: {exc}")
         except runtime.BadRequest as exc:
             return self._refuse(ctx, principal, action, exc.status, exc.field, exc.message)
-        shown = _json(mask_codes(result, principal.role))
+        if isinstance(result, Answer):  # pre-rendered JSON and what the audit keeps of it
+            shown = Response(result.text, media_type="application/json")
+            output = result.summary
+        else:
+            shown = _json(mask_codes(result, principal.role))
+            output = result
         await self.audit_writer.append(
             principal.key_id,
             principal.role,
             action,
-            payload={"request": body, "response": result},
+            payload={"request": body, "response": output},
             input_hash=input_hash(body),
             **self._versions(),
         )
@@ -132,10 +156,16 @@ class RiskService:
 
         body = {"codes": codes, "scheme": scheme, "reasons": reasons, "lang": lang}
 
-        async def answer(_):
+        async def answer(principal):
+            from serving.auth import has_permission
+
             state = self._loaded()
-            items = runtime.tiers(state, codes, scheme=scheme, reasons=reasons, lang=lang)
-            return {**self._versions(), "results": items}
+            masked = not has_permission(principal.role, Permission.UNMASKED)
+            text, tiers = runtime.tiers(
+                state, codes, scheme=scheme, reasons=reasons, lang=lang, masked=masked
+            )
+            digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+            return Answer(text, {"tiers": tiers, "sha256": digest})
 
         return await self._serve(ctx, Permission.TIERS, "tiers", body, answer)
 
