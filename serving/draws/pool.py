@@ -1,0 +1,403 @@
+"""The pool of inspectable enterprises: validation, canonical snapshot, scope and exclusions.
+
+Why a columnar table sorted by credit code: every later step (keys, cells, ties, the snapshot
+hash) is defined in credit-code order, so sorting once at the boundary makes row order itself
+canonical — the row index *is* the tie-break. Columns stay numpy/Arrow arrays (no per-row
+Python objects) so that a province of 2.5 M enterprises is validated, hashed and drawn in
+seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic_core import core_schema
+
+from features.credit_code import ALPHABET, WEIGHTS
+from serving.draws.keys import fnv1a64_rows
+
+CODE_LENGTH = 18
+REQUIRED = ("credit_code", "tier", "region", "industry")
+OPTIONAL = ("department", "last_inspected_on", "draws_this_year")
+COLUMNS = REQUIRED + OPTIONAL
+NO_DATE = np.iinfo(np.int64).min
+FORBIDDEN_IN_LABELS = ',"\r\n;|'
+
+_VALUE = np.full(256, 255, dtype=np.uint8)
+_VALUE[np.frombuffer(ALPHABET.encode(), dtype=np.uint8)] = np.arange(len(ALPHABET), dtype=np.uint8)
+_ALPHABET_BYTES = np.frombuffer(ALPHABET.encode(), dtype=np.uint8)
+_LARGE = pa.large_string()
+
+
+@dataclass(frozen=True, eq=False)
+class Labels:
+    """A text column as integer codes into ``names`` (sorted ascending, so codes sort as names)."""
+
+    idx: np.ndarray
+    names: tuple[str, ...]
+
+    def values(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """The labels of ``rows`` as a numpy object array."""
+        return np.asarray(self.names, dtype=object)[self.idx[rows]]
+
+    def position(self, name: str) -> int:
+        """Code of ``name``, or -1 when the column never takes that value."""
+        try:
+            return self.names.index(name)
+        except ValueError:
+            return -1
+
+
+@dataclass(frozen=True, eq=False)
+class PoolTable:
+    """A validated pool, sorted by credit code (see module docstring)."""
+
+    codes: pa.LargeStringArray
+    code_bytes: np.ndarray  # (n, 18) uint8, row-major
+    code_hash: np.ndarray  # FNV-1a-64 of each code
+    tier: Labels
+    region: Labels
+    industry: Labels
+    department: Labels  # "" where the pool gives none (the draw's department applies)
+    last_inspected: np.ndarray  # int64 days since 1970-01-01, NO_DATE when unknown
+    draws_this_year: np.ndarray  # int64, -1 when unknown
+    _cache: dict = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.code_hash)
+
+    def code_list(self, rows: np.ndarray) -> list[str]:
+        """Credit codes of ``rows`` as Python strings."""
+        return [bytes(r).decode("ascii") for r in self.code_bytes[rows]]
+
+    def canonical_csv(self) -> bytes:
+        """The snapshot as canonical CSV bytes (SPEC.md §3): what the pool hash is taken over."""
+        return HEADER + _csv_body(self).to_pybytes()
+
+    def sha256(self, cached: bool = True) -> str:
+        """SHA-256 of :meth:`canonical_csv`, computed once unless ``cached=False`` (verify).
+
+        Thread-safe, and hashlib drops the GIL, so the draw hashes in a background thread.
+        """
+        with self._lock:
+            if not cached or "sha256" not in self._cache:
+                digest = hashlib.sha256(HEADER)
+                digest.update(memoryview(_csv_body(self)))
+                self._cache["sha256"] = digest.hexdigest()
+            return self._cache["sha256"]
+
+    def frame(self) -> pd.DataFrame:
+        """Back to a pandas DataFrame (canonical columns and order)."""
+        days = self.last_inspected
+        dates = pd.Series(days, dtype="int64").where(days != NO_DATE)
+        return pd.DataFrame(
+            {
+                "credit_code": pd.Series(self.codes.to_pandas(), dtype="str"),
+                "tier": self.tier.values(),
+                "region": self.region.values(),
+                "industry": self.industry.values(),
+                "department": self.department.values(),
+                "last_inspected_on": pd.to_datetime(dates, unit="D").dt.date.where(dates.notna()),
+                "draws_this_year": pd.Series(self.draws_this_year, dtype="Int64").mask(
+                    self.draws_this_year < 0
+                ),
+            }
+        ).astype({c: "str" for c in ("tier", "region", "industry", "department")})
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: object, handler: object) -> object:
+        """Pydantic: accept a DataFrame (validated by :meth:`from_frame`) or a table."""
+        return core_schema.no_info_plain_validator_function(cls.from_frame)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame | PoolTable) -> PoolTable:
+        """Validate a pool DataFrame (errors name the column and the first bad row)."""
+        if isinstance(frame, PoolTable):
+            return frame
+        if not isinstance(frame, pd.DataFrame):
+            raise ValueError(f"expected a pandas DataFrame, got {type(frame).__name__}")
+        missing = [c for c in REQUIRED if c not in frame.columns]
+        if missing:
+            raise ValueError(f"missing column(s) {missing}; required: {list(REQUIRED)}")
+        unknown = [c for c in frame.columns if c not in COLUMNS]
+        if unknown:
+            raise ValueError(f"unknown column(s) {unknown}; allowed: {list(COLUMNS)}")
+        if len(frame) == 0:
+            raise ValueError("the pool is empty (0 rows)")
+        codes = _text(frame["credit_code"], "credit_code")
+        matrix, raw, columns = _code_matrix(codes, frame.index)
+        order, head, tail = _code_order(columns)
+        code_hash = fnv1a64_rows(raw.T)
+        if order is not None:
+            matrix, code_hash, head, tail = (
+                matrix[order],
+                code_hash[order],
+                head[order],
+                tail[order],
+            )
+        dup = np.flatnonzero((head[1:] == head[:-1]) & (tail[1:] == tail[:-1]))
+        if len(dup):
+            code = matrix[dup[0]].tobytes().decode()
+            raise ValueError(f"credit_code: {code!r} appears more than once")
+        n = len(frame)
+        matrix = np.ascontiguousarray(matrix)
+        offsets = np.arange(0, CODE_LENGTH * (n + 1), CODE_LENGTH, dtype=np.int64)
+        codes = pa.LargeStringArray.from_buffers(
+            n, pa.py_buffer(offsets), pa.py_buffer(matrix.reshape(-1))
+        )
+
+        def reorder(x: np.ndarray) -> np.ndarray:
+            return x if order is None else x[order]
+
+        def col(name: str) -> pd.Series:
+            return frame[name]
+
+        return cls(
+            codes=codes,
+            code_bytes=matrix,
+            code_hash=code_hash,
+            tier=_labels(col("tier"), "tier", reorder),
+            region=_labels(col("region"), "region", reorder),
+            industry=_labels(col("industry"), "industry", reorder),
+            department=(
+                _labels(col("department"), "department", reorder, allow_null=True)
+                if "department" in frame.columns
+                else Labels(np.zeros(n, dtype=np.int32), ("",))
+            ),
+            last_inspected=(
+                reorder(_days(col("last_inspected_on")))
+                if "last_inspected_on" in frame.columns
+                else np.full(n, NO_DATE, dtype=np.int64)
+            ),
+            draws_this_year=(
+                reorder(_counts(col("draws_this_year")))
+                if "draws_this_year" in frame.columns
+                else np.full(n, -1, dtype=np.int64)
+            ),
+        )
+
+
+HEADER = (",".join(COLUMNS) + "\n").encode("ascii")
+
+
+def _text(series: pd.Series, name: str) -> pa.LargeStringArray:
+    try:
+        arr = pa.array(series, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        raise ValueError(f"{name}: must be text") from None
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.cast(arr.type.value_type)
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        raise ValueError(f"{name}: must be text, got {arr.type}")
+    if arr.null_count:
+        first = int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
+        raise ValueError(f"{name}: missing value at row {series.index[first]!r}")
+    return arr.cast(_LARGE)
+
+
+def _code_matrix(
+    codes: pa.LargeStringArray, index: pd.Index
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = len(codes)
+    offsets = np.frombuffer(codes.buffers()[1], dtype=np.int64)[codes.offset : codes.offset + n + 1]
+    lengths = np.diff(offsets)
+    bad = np.flatnonzero(lengths != CODE_LENGTH)
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(
+            f"credit_code: {codes[i].as_py()!r} at row {index[i]!r} has {len(codes[i].as_py())} "
+            f"characters; a unified social credit code has {CODE_LENGTH}"
+        )
+    data = np.frombuffer(codes.buffers()[2], dtype=np.uint8)
+    matrix = data[offsets[0] : offsets[-1]].reshape(n, CODE_LENGTH)
+    # The bytes of the GB 32100 alphabet in the ISO-8859 reading: map to 0..30, 255 = invalid.
+    # ``columns`` is (18, n): one contiguous row per character position.
+    raw = np.ascontiguousarray(matrix.T)
+    columns = _VALUE[raw]
+    bad = np.flatnonzero((columns == 255).any(axis=0))
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(
+            f"credit_code: {codes[i].as_py()!r} at row {index[i]!r} has a character outside the "
+            f"GB 32100 alphabet {ALPHABET}"
+        )
+    total = np.zeros(n, dtype=np.uint16)  # at most 17 · 30 · 30 < 2^16
+    for j, w in enumerate(WEIGHTS):
+        total += columns[j].astype(np.uint16) * np.uint16(w)
+    check = _ALPHABET_BYTES[(31 - total % 31) % 31]
+    bad = np.flatnonzero(check != matrix[:, 17])
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(
+            f"credit_code: {codes[i].as_py()!r} at row {index[i]!r} fails the GB 32100 check "
+            f"character (expected {chr(check[i])!r})"
+        )
+    return matrix, raw, columns
+
+
+def _code_order(columns: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """Row order that sorts the codes (None when already strictly ascending).
+
+    Codes are digits and capitals, whose byte order equals their GB 32100 alphabet order, so a
+    code is a base-31 number: ``head`` (first 9 characters, < 31^9 < 2^45) and ``tail`` (last 9).
+    One uint64 sort on head·2^19 + (tail >> 26) orders almost everything; the rare runs of equal
+    sort keys are re-sorted on the full (head, tail).
+    """
+    n = columns.shape[1]
+    head = np.zeros(n, dtype=np.uint64)
+    tail = np.zeros(n, dtype=np.uint64)
+    base = np.uint64(31)
+    for j in range(9):
+        head *= base
+        head += columns[j]
+        tail *= base
+        tail += columns[9 + j]
+    ascending = (head[1:] > head[:-1]) | ((head[1:] == head[:-1]) & (tail[1:] > tail[:-1]))
+    if bool(ascending.all()):
+        return None, head, tail
+    key = (head << np.uint64(19)) | (tail >> np.uint64(26))
+    order = np.argsort(key)
+    ranked = key[order]
+    tied = ranked[1:] == ranked[:-1]
+    if tied.any():
+        at = np.zeros(len(order), dtype=bool)
+        at[1:] |= tied
+        at[:-1] |= tied
+        positions = np.flatnonzero(at)
+        sub = order[positions]
+        order[positions] = sub[np.lexsort((tail[sub], head[sub]))]
+    return order, head, tail
+
+
+def _labels(series: pd.Series, name: str, reorder: Callable, allow_null: bool = False) -> Labels:
+    if allow_null:
+        series = series.astype(object).where(series.notna(), "")
+    arr = _text(series, name)
+    encoded = pc.dictionary_encode(arr)
+    names = encoded.dictionary.to_pylist()
+    for label in names:
+        if label == "" and not allow_null:
+            raise ValueError(f"{name}: empty label")
+        bad = [ch for ch in FORBIDDEN_IN_LABELS if ch in label]
+        if bad or len(label) > 100:
+            raise ValueError(
+                f"{name}: label {label!r} is longer than 100 characters or contains one of "
+                f"{FORBIDDEN_IN_LABELS!r}"
+            )
+    order = sorted(range(len(names)), key=lambda i: names[i].encode("utf-8"))
+    remap = np.empty(len(names), dtype=np.int32)
+    remap[order] = np.arange(len(names), dtype=np.int32)
+    idx = remap[reorder(encoded.indices.to_numpy(zero_copy_only=False))]
+    return Labels(idx, tuple(names[i] for i in order))
+
+
+def _days(series: pd.Series) -> np.ndarray:
+    name = "last_inspected_on"
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        values = series
+    else:
+        try:
+            values = pd.to_datetime(series, format="ISO8601")
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{name}: not a date ({exc})") from None
+    if getattr(values.dt, "tz", None) is not None:
+        raise ValueError(f"{name}: give calendar dates, not time-zone-aware timestamps")
+    as_day = values.to_numpy(dtype="datetime64[D]", na_value=np.datetime64("NaT"))
+    out = as_day.view(np.int64).copy()
+    out[np.isnat(as_day)] = NO_DATE
+    return out
+
+
+def _counts(series: pd.Series) -> np.ndarray:
+    name = "draws_this_year"
+    if pd.api.types.is_integer_dtype(series.dtype) and not pd.api.types.is_extension_array_dtype(
+        series.dtype
+    ):
+        arr = series.to_numpy(dtype=np.int64)
+        if (arr < 0).any():
+            i = int(np.flatnonzero(arr < 0)[0])
+            raise ValueError(f"{name}: {arr[i]} at row {series.index[i]!r} is not a count ≥ 0")
+        return arr
+    values = pd.to_numeric(series, errors="coerce")
+    bad = values.isna() & series.notna()
+    if bad.any():
+        raise ValueError(
+            f"{name}: {series[bad].iloc[0]!r} at row {series.index[bad][0]!r} is not a count"
+        )
+    arr = values.to_numpy(dtype="float64", na_value=np.nan)
+    known = ~np.isnan(arr)
+    if np.any(known & ((arr < 0) | (arr != np.floor(arr)))):
+        i = int(np.flatnonzero(known & ((arr < 0) | (arr != np.floor(arr))))[0])
+        raise ValueError(f"{name}: {arr[i]} at row {series.index[i]!r} is not a count ≥ 0")
+    return np.where(known, arr, -1).astype(np.int64)
+
+
+def _fused(parts: list[tuple[np.ndarray, list[str]]], suffix: str) -> pa.Array:
+    """Several small-domain columns as one text column ``a,b,…`` + suffix, via a lookup table.
+
+    Why: joining 2.5 M rows is the slow part of the canonical CSV; pools have few distinct
+    (tier, region, industry, department) and (date, count) combinations, so each distinct
+    combination is formatted once and rows just index into the table.
+    """
+    code = np.zeros(len(parts[0][0]), dtype=np.int64)
+    space = 1
+    for idx, names in parts:
+        code = code * len(names) + idx
+        space *= len(names)
+    if space <= 1 << 24:
+        present = np.zeros(space, dtype=bool)
+        present[code] = True
+        ids = np.flatnonzero(present)
+        compact = (np.cumsum(present) - 1)[code]
+    else:
+        ids, compact = np.unique(code, return_inverse=True)
+    table = []
+    for combo in ids.tolist():
+        fields = []
+        for _, names in reversed(parts):
+            combo, k = divmod(combo, len(names))
+            fields.append(names[k])
+        table.append(",".join(reversed(fields)) + suffix)
+    return pc.take(pa.array(table, type=_LARGE), pa.array(compact))
+
+
+def _csv_body(pool: PoolTable) -> pa.Buffer:
+    """Rows joined by an Arrow kernel from three columns: code, labels, (date, count)."""
+    days = pool.last_inspected
+    known = days != NO_DATE
+    lo = int(days[known].min()) if known.any() else 0
+    hi = int(days[known].max()) if known.any() else -1
+    epoch = date(1970, 1, 1).toordinal()
+    date_names = [str(date.fromordinal(epoch + d)) for d in range(lo, hi + 1)] + [""]
+    date_idx = np.where(known, days - lo, hi - lo + 1)
+    counts = pool.draws_this_year
+    top = int(counts.max()) if len(counts) else 0
+    count_names = [str(i) for i in range(top + 1)] + [""]
+    count_idx = np.where(counts < 0, top + 1, counts)
+    labels = [(lab.idx, list(lab.names)) for lab in (pool.tier, pool.region, pool.industry)]
+    labels.append((pool.department.idx, list(pool.department.names)))
+    rows = pc.binary_join_element_wise(
+        pool.codes,
+        _fused(labels, ""),
+        _fused([(date_idx, date_names), (count_idx, count_names)], "\n"),
+        pa.scalar(",", type=_LARGE),
+    )
+    offsets = np.frombuffer(rows.buffers()[1], dtype=np.int64)
+    start, stop = int(offsets[rows.offset]), int(offsets[rows.offset + len(rows)])
+    return rows.buffers()[2][start:stop]
+
+
+def day_number(d: date) -> int:
+    """Days since 1970-01-01 (the pool's internal date unit)."""
+    return d.toordinal() - date(1970, 1, 1).toordinal()

@@ -1,0 +1,204 @@
+"""The published record of a draw ("one public"), its files, and independent verification.
+
+Why re-run rather than re-check: the record carries every input (pool and inspector snapshots,
+policy, parameters) and the seed, so ``verify`` recomputes the commitment from scratch and
+repeats the whole draw; any edit — one target, one team member, the seed, a pool row — shows up
+as the first mismatch, named.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from serving.draws.engine import DrawResult, draw
+from serving.draws.inputs import DrawInputs
+from serving.draws.keys import seed_hash
+
+TARGET_COLUMNS = (
+    "credit_code",
+    "arm",
+    "stratum",
+    "tier",
+    "region",
+    "industry",
+    "department",
+    "pi",
+    "pi_fraction",
+    "cell_n",
+    "cell_N",
+    "control_n",
+    "control_N",
+    "key_risk",
+    "key_control",
+    "team",
+)
+COMPARED = ("credit_code", "arm", "stratum", "tier", "pi_fraction", "key_risk", "key_control")
+
+
+@dataclass(frozen=True, eq=False)
+class PublishedRecord:
+    """What is published after a draw: inputs, seed, commitment, targets, teams, receipt."""
+
+    inputs: DrawInputs
+    seed: str
+    commitment: str
+    targets: pd.DataFrame
+    teams: dict[str, tuple[str, ...]]
+    receipt: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_result(cls, result: DrawResult) -> PublishedRecord:
+        """The record of a draw just made."""
+        return cls(
+            inputs=result.inputs,
+            seed=result.seed,
+            commitment=result.commitment,
+            targets=result.targets.loc[:, list(TARGET_COLUMNS)].copy(),
+            teams=dict(result.teams),
+            receipt=dict(result.receipt),
+        )
+
+    def document(self) -> dict:
+        """JSON-ready record: receipt, parameters, targets and teams (snapshots by hash only)."""
+        return {
+            **self.receipt,
+            "commitment": self.commitment,
+            "seed": self.seed,
+            "seed_hash": self.inputs.seed_hash,
+            "parameters": self.inputs.parameters(),
+            "policy": self.inputs.policy.canonical(),
+            "model_version": self.inputs.model_version,
+            "data_fingerprint": self.inputs.data_fingerprint,
+            "targets": json.loads(self.targets.to_json(orient="records")),
+            "teams": {code: list(team) for code, team in sorted(self.teams.items())},
+        }
+
+    def to_json(self) -> str:
+        """The record as JSON text (sorted keys, UTF-8, 1-space indent)."""
+        return json.dumps(self.document(), sort_keys=True, ensure_ascii=False, indent=1)
+
+    def write(self, directory: Path) -> Path:
+        """Write record.json, targets.csv, teams.csv and the canonical pool.csv/inspectors.csv."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "record.json").write_text(self.to_json() + "\n", encoding="utf-8")
+        self.targets.to_csv(directory / "targets.csv", index=False, lineterminator="\n")
+        teams = [
+            {"credit_code": code, "position": k + 1, "inspector_id": inspector}
+            for code, team in sorted(self.teams.items())
+            for k, inspector in enumerate(team)
+        ]
+        pd.DataFrame(teams, columns=["credit_code", "position", "inspector_id"]).to_csv(
+            directory / "teams.csv", index=False, lineterminator="\n"
+        )
+        (directory / "pool.csv").write_bytes(self.inputs.pool.canonical_csv())
+        (directory / "inspectors.csv").write_bytes(self.inputs.inspectors.canonical_csv())
+        return directory
+
+    @classmethod
+    def read(cls, directory: Path) -> PublishedRecord:
+        """Load a record written by :meth:`write` (inputs rebuilt from the published files)."""
+        directory = Path(directory)
+        doc = json.loads((directory / "record.json").read_text(encoding="utf-8"))
+        text = {c: str for c in ("credit_code", "tier", "region", "industry", "department")}
+        pool = pd.read_csv(directory / "pool.csv", dtype=text, keep_default_na=False)
+        pool["last_inspected_on"] = pd.to_datetime(
+            pool["last_inspected_on"].replace("", None), format="%Y-%m-%d"
+        )
+        pool["draws_this_year"] = pd.to_numeric(pool["draws_this_year"].replace("", None))
+        inspectors = pd.read_csv(directory / "inspectors.csv", dtype=str, keep_default_na=False)
+        inspectors["load"] = inspectors["load"].astype(int)
+        params = doc["parameters"]
+        inputs = DrawInputs(
+            draw_id=params["draw_id"],
+            draw_date=params["draw_date"],
+            department=params["department"],
+            seed_hash=doc["seed_hash"],
+            pool=pool,
+            inspectors=inspectors,
+            policy=doc["policy"],
+            previous_teams={k: tuple(v) for k, v in params["previous_teams"].items()},
+            model_version=doc["model_version"],
+            data_fingerprint=doc["data_fingerprint"],
+        )
+        targets = pd.DataFrame(doc["targets"], columns=list(TARGET_COLUMNS))
+        receipt = {k: v for k, v in doc.items() if k not in ("targets", "teams")}
+        return cls(
+            inputs=inputs,
+            seed=doc["seed"],
+            commitment=doc["commitment"],
+            targets=targets,
+            teams={k: tuple(v) for k, v in doc["teams"].items()},
+            receipt=receipt,
+        )
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """Outcome of :func:`verify`: ``ok``, and every mismatch found (the first one first)."""
+
+    ok: bool
+    mismatches: tuple[str, ...]
+    commitment: str | None
+    targets_checked: int
+    teams_checked: int
+
+    @property
+    def first_mismatch(self) -> str | None:
+        """The first thing that differs, or None."""
+        return self.mismatches[0] if self.mismatches else None
+
+
+def verify(record: PublishedRecord) -> VerifyReport:
+    """Re-run the draw from the record's inputs and seed; compare commitment, targets, teams."""
+    inputs, problems = record.inputs, []
+    if seed_hash(record.seed) != inputs.seed_hash:
+        problems.append(
+            f"seed: SHA-256 of the published seed is {seed_hash(record.seed)}, the committed "
+            f"seed_hash is {inputs.seed_hash}"
+        )
+        return VerifyReport(False, tuple(problems), None, 0, 0)
+    try:
+        rerun = draw(inputs, record.seed, fresh_hashes=True)
+    except ValueError as exc:
+        return VerifyReport(False, (f"re-run refused: {exc}",), None, 0, 0)
+    if rerun.commitment != record.commitment:
+        problems.append(f"commitment: published {record.commitment}, recomputed {rerun.commitment}")
+    problems.extend(_compare_targets(record.targets, rerun.targets))
+    problems.extend(_compare_teams(record.teams, rerun.teams))
+    return VerifyReport(
+        ok=not problems,
+        mismatches=tuple(problems),
+        commitment=rerun.commitment,
+        targets_checked=len(rerun.targets),
+        teams_checked=len(rerun.teams),
+    )
+
+
+def _compare_targets(published: pd.DataFrame, rerun: pd.DataFrame) -> list[str]:
+    out = []
+    a = published.loc[:, list(COMPARED)].astype(str).to_numpy()
+    b = rerun.loc[:, list(COMPARED)].astype(str).to_numpy()
+    for i in range(min(len(a), len(b))):
+        if (a[i] != b[i]).any():
+            col = int((a[i] != b[i]).argmax())
+            out.append(
+                f"targets[{i}] {COMPARED[col]}: published {a[i][col]!r} "
+                f"(credit_code {a[i][0]}), re-run gives {b[i][col]!r} (credit_code {b[i][0]})"
+            )
+            break
+    if len(a) != len(b):
+        out.append(f"targets: published {len(a)} rows, re-run gives {len(b)}")
+    return out
+
+
+def _compare_teams(published: dict, rerun: dict) -> list[str]:
+    for code in sorted(set(published) | set(rerun)):
+        p, r = tuple(published.get(code, ())), tuple(rerun.get(code, ()))
+        if p != r:
+            return [f"teams[{code}]: published {list(p)}, re-run gives {list(r)}"]
+    return []

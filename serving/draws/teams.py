@@ -1,0 +1,311 @@
+"""Inspector teams: the second "random" of 双随机 — who inspects each drawn enterprise.
+
+Why greedy by key with the scarcest targets first: the team of a target is the first
+``team_size`` inspectors, in the order of their keys under the salt ``team|<credit code>``,
+who are eligible (same department and region, no declared conflict with the enterprise) and
+still under the load cap — a uniform random choice among the eligible when no cap binds.
+Targets are served in order of how few inspectors they could have (ties by credit code), so a
+target that only two inspectors can take is served before those inspectors are used up
+elsewhere. A team identical (as a set) to the enterprise's previous team is not allowed: the
+last member picked is replaced by the next available inspector in key order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from pydantic_core import core_schema
+
+from serving.draws.allocate import DrawRefused
+from serving.draws.keys import fnv1a64, fnv1a64_rows, fnv1a64_strings, mix64_array, unit_keys
+from serving.draws.policy import TeamRules
+
+COLUMNS = ("inspector_id", "department", "region", "conflicts", "load")
+TEAM_SALT_PREFIX = b"team|"
+_FORBIDDEN = ',"\r\n;|'
+
+
+@dataclass(frozen=True, eq=False)
+class InspectorTable:
+    """Validated inspectors, sorted by ``inspector_id``."""
+
+    ids: tuple[str, ...]
+    department: tuple[str, ...]
+    region: tuple[str, ...]
+    conflicts: tuple[frozenset[str], ...]
+    load: np.ndarray  # int64
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def canonical_csv(self) -> bytes:
+        """Canonical CSV (SPEC.md §3): conflicts sorted and joined by ';'."""
+        lines = [",".join(COLUMNS)]
+        for i in range(len(self.ids)):
+            conflicts = ";".join(sorted(self.conflicts[i]))
+            lines.append(
+                f"{self.ids[i]},{self.department[i]},{self.region[i]},{conflicts},{int(self.load[i])}"
+            )
+        return ("\n".join(lines) + "\n").encode("utf-8")
+
+    def sha256(self) -> str:
+        """SHA-256 of :meth:`canonical_csv`."""
+        return hashlib.sha256(self.canonical_csv()).hexdigest()
+
+    def frame(self) -> pd.DataFrame:
+        """Back to a DataFrame (conflicts as ';'-joined sorted codes, '' when none)."""
+        return pd.DataFrame(
+            {
+                "inspector_id": list(self.ids),
+                "department": list(self.department),
+                "region": list(self.region),
+                "conflicts": [";".join(sorted(c)) for c in self.conflicts],
+                "load": self.load,
+            }
+        )
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: object, handler: object) -> object:
+        """Pydantic: accept a DataFrame (validated by :meth:`from_frame`) or a table."""
+        return core_schema.no_info_plain_validator_function(cls.from_frame)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame | InspectorTable) -> InspectorTable:
+        """Validate an inspectors DataFrame (errors name the column and the first bad row)."""
+        if isinstance(frame, InspectorTable):
+            return frame
+        if not isinstance(frame, pd.DataFrame):
+            raise ValueError(f"expected a pandas DataFrame, got {type(frame).__name__}")
+        missing = [c for c in COLUMNS[:3] if c not in frame.columns]
+        if missing:
+            raise ValueError(f"missing column(s) {missing}; required: {list(COLUMNS[:3])}")
+        unknown = [c for c in frame.columns if c not in COLUMNS]
+        if unknown:
+            raise ValueError(f"unknown column(s) {unknown}; allowed: {list(COLUMNS)}")
+        text = {}
+        for name in COLUMNS[:3]:
+            values = []
+            for row, v in zip(frame.index, frame[name], strict=True):
+                if not isinstance(v, str) or not v or any(ch in v for ch in _FORBIDDEN):
+                    raise ValueError(
+                        f"{name}: {v!r} at row {row!r} is not a non-empty label without {_FORBIDDEN!r}"
+                    )
+                values.append(v)
+            text[name] = values
+        conflicts = [frozenset()] * len(frame)
+        if "conflicts" in frame.columns:
+            conflicts = [
+                _conflicts(v, row) for row, v in zip(frame.index, frame["conflicts"], strict=True)
+            ]
+        load = np.zeros(len(frame), dtype=np.int64)
+        if "load" in frame.columns:
+            values = pd.to_numeric(frame["load"], errors="coerce").fillna(0)
+            if (values < 0).any() or (values != values.round()).any():
+                row = frame.index[((values < 0) | (values != values.round())).to_numpy()][0]
+                raise ValueError(f"load: {frame['load'][row]!r} at row {row!r} is not a count ≥ 0")
+            load = values.to_numpy(dtype=np.int64)
+        order = sorted(range(len(frame)), key=lambda i: text["inspector_id"][i].encode("utf-8"))
+        ids = tuple(text["inspector_id"][i] for i in order)
+        for a, b in itertools.pairwise(ids):
+            if a == b:
+                raise ValueError(f"inspector_id: {a!r} appears more than once")
+        return cls(
+            ids=ids,
+            department=tuple(text["department"][i] for i in order),
+            region=tuple(text["region"][i] for i in order),
+            conflicts=tuple(conflicts[i] for i in order),
+            load=load[order] if len(order) else load,
+        )
+
+
+def _conflicts(value: object, row: object) -> frozenset[str]:
+    if value is None or (isinstance(value, float) and value != value):
+        return frozenset()
+    if isinstance(value, str):
+        items = [v for v in value.split(";") if v]
+    else:
+        try:
+            items = list(value)  # type: ignore[call-overload]
+        except TypeError:
+            raise ValueError(
+                f"conflicts: {value!r} at row {row!r} is not a set of credit codes"
+            ) from None
+    for v in items:
+        if not isinstance(v, str) or len(v) != 18:
+            raise ValueError(f"conflicts: {v!r} at row {row!r} is not an 18-character credit code")
+    return frozenset(items)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What team assignment needs to know of one drawn enterprise."""
+
+    code: str
+    code_bytes: bytes
+    region: str
+    department: str
+
+
+def assign_teams(
+    targets: list[Target],
+    inspectors: InspectorTable,
+    rules: TeamRules,
+    skey: int,
+    previous: Mapping[str, tuple[str, ...]],
+) -> dict[str, tuple[str, ...]]:
+    """Team of every target (inspector ids in pick order), or :class:`DrawRefused`."""
+    size = rules.team_size
+    capacity = (
+        np.full(len(inspectors), np.iinfo(np.int64).max // 2, dtype=np.int64)
+        if rules.load_cap is None
+        else np.maximum(rules.load_cap - inspectors.load, 0)
+    )
+    members: dict[tuple[str, str], np.ndarray] = {}
+    for i, (dept, region) in enumerate(zip(inspectors.department, inspectors.region, strict=True)):
+        members.setdefault((region, dept), []).append(i)  # type: ignore[arg-type]
+    members = {k: np.asarray(v, dtype=np.int64) for k, v in members.items()}
+    insp_hash = fnv1a64_strings(inspectors.ids)
+    conflicted = {(code, i) for i, codes in enumerate(inspectors.conflicts) for code in codes}
+
+    groups: dict[tuple[str, str], list[int]] = {}
+    for t, target in enumerate(targets):
+        groups.setdefault((target.region, target.department), []).append(t)
+    position = {target.code: t for t, target in enumerate(targets)}
+    group_of = list(zip(inspectors.region, inspectors.department, strict=True))
+
+    # Inspectors each target could have, conflicts aside from load: the scarcity order.
+    eligible_count = np.zeros(len(targets), dtype=np.int64)
+    for t, target in enumerate(targets):
+        eligible_count[t] = len(members.get((target.region, target.department), ()))
+    for code, i in conflicted:
+        t = position.get(code)
+        if t is not None and group_of[i] == (targets[t].region, targets[t].department):
+            eligible_count[t] -= 1
+
+    # Pre-checks per (region, department): refuse with counts before anything is assigned.
+    for (region, dept), idx in sorted(groups.items()):
+        group = members.get((region, dept), np.empty(0, dtype=np.int64))
+        usable = int((capacity[group] > 0).sum())
+        if usable < size:
+            word = "inspector" if usable == 1 else "inspectors"
+            raise DrawRefused(
+                f"region {region}, department {dept}: {usable} eligible {word} for {len(idx)} "
+                f"target{'s' if len(idx) != 1 else ''}, teams of {size} need at least {size}"
+            )
+        total_capacity = int(np.minimum(capacity[group], len(idx)).sum())
+        if total_capacity < size * len(idx):
+            raise DrawRefused(
+                f"region {region}, department {dept}: load cap {rules.load_cap} leaves "
+                f"{total_capacity} assignments for {len(idx)} targets, teams of {size} need "
+                f"{size * len(idx)}"
+            )
+
+    codes = np.frombuffer(b"".join(t.code_bytes for t in targets), dtype=np.uint8)
+    salt_hash = fnv1a64_rows(codes.reshape(-1, 18), start=fnv1a64(TEAM_SALT_PREFIX))
+    with np.errstate(over="ignore"):
+        salt_keys = mix64_array(np.uint64(skey) ^ salt_hash)
+    ranked = _ranked_prefixes(groups, members, salt_keys, insp_hash, size)
+
+    order = sorted(range(len(targets)), key=lambda t: (eligible_count[t], targets[t].code))
+    teams: dict[str, tuple[str, ...]] = {}
+    for t in order:
+        target = targets[t]
+        group = members[(target.region, target.department)]
+        prev = frozenset(previous.get(target.code, ()))
+        picked, replaced = _scan(
+            ranked[t], capacity, conflicted, target.code, size, prev, inspectors
+        )
+        if len(picked) < size and len(ranked[t]) < len(group):
+            full = _rank(salt_keys[t], insp_hash[group], group)
+            picked, replaced = _scan(
+                full, capacity, conflicted, target.code, size, prev, inspectors
+            )
+        if len(picked) < size:
+            available = sum(
+                1 for i in group if capacity[i] > 0 and (target.code, int(i)) not in conflicted
+            )
+            reason = " (the only team left repeats the previous one)" if replaced else ""
+            raise DrawRefused(
+                f"region {target.region}, department {target.department}: target {target.code} "
+                f"has {available} available inspector{'s' if available != 1 else ''} "
+                f"({eligible_count[t]} without conflict, load cap {rules.load_cap}), teams of "
+                f"{size} need at least {size}{reason}"
+            )
+        for i in picked:
+            capacity[i] -= 1
+        teams[target.code] = tuple(inspectors.ids[i] for i in picked)
+    return teams
+
+
+def _rank(salt_key: np.uint64, hashes: np.ndarray, group: np.ndarray) -> list[int]:
+    """All of a group's inspectors by (key, inspector id)."""
+    keys = unit_keys(salt_key, hashes)
+    return group[np.lexsort((group, keys))].tolist()
+
+
+def _ranked_prefixes(
+    groups: Mapping[tuple[str, str], list[int]],
+    members: Mapping[tuple[str, str], np.ndarray],
+    salt_keys: np.ndarray,
+    insp_hash: np.ndarray,
+    size: int,
+) -> dict[int, list[int]]:
+    """Per target, its first few inspectors by (key, id): enough unless loads or conflicts bite.
+
+    Vectorised per group (targets × inspectors key matrix, in row blocks); a prefix whose last
+    key ties with a key outside it is widened to the full ranking, so ties stay exact.
+    """
+    out: dict[int, list[int]] = {}
+    for key, idx in groups.items():
+        group = members[key]
+        g = len(group)
+        width = min(g, size + 6)
+        hashes = insp_hash[group]
+        block = max(1, (1 << 20) // max(g, 1))
+        for lo in range(0, len(idx), block):
+            rows = np.asarray(idx[lo : lo + block])
+            keys = unit_keys(salt_keys[rows][:, None], hashes[None, :])
+            if width < g:
+                part = np.argpartition(keys, width - 1, axis=1)[:, :width]
+                top = np.take_along_axis(keys, part, axis=1)
+                threshold = top.max(axis=1)
+                ties = (keys <= threshold[:, None]).sum(axis=1) > width
+            else:
+                part = np.broadcast_to(np.arange(g), keys.shape)
+                top = keys
+                ties = np.zeros(len(rows), dtype=bool)
+            by_key = np.lexsort((part, top), axis=-1)  # key, then id (group is id-sorted)
+            ranked = group[np.take_along_axis(part, by_key, axis=1)].tolist()
+            for r, t in enumerate(rows.tolist()):
+                out[t] = _rank(salt_keys[t], hashes, group) if ties[r] else ranked[r]
+    return out
+
+
+def _scan(
+    ranked: list[int],
+    capacity: np.ndarray,
+    conflicted: set[tuple[str, int]],
+    code: str,
+    size: int,
+    prev: frozenset[str],
+    inspectors: InspectorTable,
+) -> tuple[list[int], bool]:
+    """Walk the ranking: skip full or conflicted inspectors; never repeat the previous team."""
+    picked: list[int] = []
+    replaced = False
+    for i in ranked:
+        if capacity[i] <= 0 or (code, i) in conflicted:
+            continue
+        picked.append(i)
+        if len(picked) == size:
+            if not replaced and prev and frozenset(inspectors.ids[j] for j in picked) == prev:
+                picked.pop()
+                replaced = True
+                continue
+            break
+    return picked, replaced
