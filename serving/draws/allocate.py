@@ -8,6 +8,7 @@ rational, and rounding is spelt out: ``round_half_up(x) = floor(x + 1/2)``.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from fractions import Fraction
@@ -21,6 +22,7 @@ class DrawRefused(ValueError):
     """The request cannot be met as asked (counts in the message); nothing was drawn."""
 
 
+@functools.lru_cache(maxsize=1024)
 def exact(x: float) -> Fraction:
     """The decimal a float prints as, as an exact rational (0.05 → 1/20, not 0.05000000000000000277)."""
     return Fraction(repr(float(x)))

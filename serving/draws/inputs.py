@@ -57,13 +57,15 @@ def canonical_json(obj: object) -> bytes:
     )
 
 
-def commitment_document(inputs: DrawInputs, pool_sha256: str | None = None) -> dict:
+def commitment_document(
+    inputs: DrawInputs, pool_sha256: str | None = None, cached: bool = True
+) -> dict:
     """The object whose canonical JSON is hashed into the commitment (SPEC.md §6)."""
     return {
         "spec": SPEC_VERSION,
         "seed_hash": inputs.seed_hash,
         "pool_sha256": pool_sha256 or inputs.pool.sha256(),
-        "inspectors_sha256": inputs.inspectors.sha256(),
+        "inspectors_sha256": inputs.inspectors.sha256(cached),
         "policy": inputs.policy.canonical(),
         "model_version": inputs.model_version,
         "data_fingerprint": inputs.data_fingerprint,
@@ -71,6 +73,10 @@ def commitment_document(inputs: DrawInputs, pool_sha256: str | None = None) -> d
     }
 
 
-def commit(inputs: DrawInputs, pool_sha256: str | None = None) -> str:
-    """Hex SHA-256 of the canonical JSON of :func:`commitment_document`: publish before the draw."""
-    return hashlib.sha256(canonical_json(commitment_document(inputs, pool_sha256))).hexdigest()
+def commit(inputs: DrawInputs, pool_sha256: str | None = None, cached: bool = True) -> str:
+    """Hex SHA-256 of the canonical JSON of :func:`commitment_document`: publish before the draw.
+
+    ``cached=False`` recomputes the snapshot hashes (what :func:`~serving.draws.verify` does).
+    """
+    document = commitment_document(inputs, pool_sha256, cached)
+    return hashlib.sha256(canonical_json(document)).hexdigest()

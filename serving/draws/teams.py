@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,7 @@ class InspectorTable:
     region: tuple[str, ...]
     conflicts: tuple[frozenset[str], ...]
     load: np.ndarray  # int64
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -53,9 +54,11 @@ class InspectorTable:
             )
         return ("\n".join(lines) + "\n").encode("utf-8")
 
-    def sha256(self) -> str:
-        """SHA-256 of :meth:`canonical_csv`."""
-        return hashlib.sha256(self.canonical_csv()).hexdigest()
+    def sha256(self, cached: bool = True) -> str:
+        """SHA-256 of :meth:`canonical_csv` (computed once unless ``cached=False``)."""
+        if not cached or "sha256" not in self._cache:
+            self._cache["sha256"] = hashlib.sha256(self.canonical_csv()).hexdigest()
+        return self._cache["sha256"]
 
     def frame(self) -> pd.DataFrame:
         """Back to a DataFrame (conflicts as ';'-joined sorted codes, '' when none)."""
