@@ -60,6 +60,7 @@ def serve_foreground(cfg: Settings, host: str, port: int) -> int:
 def register(app: typer.Typer) -> None:
     app.add_typer(keys_app, name="keys")
     app.add_typer(audit_app, name="audit")
+    app.add_typer(draw_app, name="draw")
 
     @app.command()
     def serve(
@@ -160,3 +161,32 @@ def audit_head(workdir: WorkdirOption = None, db: DbOption = None) -> None:
     if head is None:
         raise fail("the audit trail is empty")
     print(f"{head.seq}:{head.hash}")
+
+
+draw_app = typer.Typer(help="Double-random draws: verify a published record.", no_args_is_help=True)
+
+
+@draw_app.command("verify")
+def verify_draw(
+    folder: Annotated[Path, typer.Argument(help="A published draw folder (record.json, CSVs)")],
+) -> None:
+    """Re-run a published draw from its files and seed; exit 1 naming the first mismatch."""
+    from serving.draws import PublishedRecord, verify
+
+    if not (folder / "record.json").is_file():
+        raise fail(f"FOLDER: {folder} has no record.json (a published draw folder)")
+    try:
+        record = PublishedRecord.read(folder)
+    except (ValueError, KeyError) as exc:
+        raise fail(f"FOLDER: {folder}: unreadable record ({exc})") from None
+    report = verify(record)
+    if report.ok:
+        console.print(
+            f"draw {record.inputs.draw_id} verified: commitment {report.commitment}, "
+            f"{report.targets_checked:,} targets and {report.teams_checked:,} teams re-drawn identically"
+        )
+        return
+    console.print(
+        f"[red]draw {record.inputs.draw_id} does NOT verify[/red]: {report.first_mismatch}"
+    )
+    raise typer.Exit(1)

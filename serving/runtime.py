@@ -87,7 +87,10 @@ def load(workdir: Path | None, mlruns: Path | None, model_name: str) -> Loaded:
         raise NotReady(
             f"no feature snapshot in {ws.snapshots}; run `riskctl demo` or `riskctl features`"
         )
-    registry.configure(mlruns)
+    root = registry.mlruns_root(mlruns)
+    if not (root / "mlflow.db").is_file():  # never create a registry from a server worker
+        raise NotReady(f"no MLflow registry at {root}; run `riskctl demo` or `riskctl train`")
+    registry.configure(root)
     try:
         model, mv = registry.load(model_name)
     except LookupError as exc:

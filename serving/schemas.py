@@ -117,3 +117,29 @@ class IngestRequest(BaseModel):
     model_config = _STRICT
 
     results: Annotated[list[InspectionResult], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class DrawCreate(BaseModel):
+    """Create a draw: commit to it and draw targets and teams (published later)."""
+
+    model_config = _STRICT
+
+    draw_id: Annotated[str, Field(min_length=1, max_length=100, pattern=r'^[^,"\r\n;|/\\.]+$')]
+    draw_date: date
+    #: The inspecting department's kind (e.g. ``MR``); enterprises' departments are
+    #: ``<region>-<department>``, as in the inspections source.
+    department: Annotated[str, Field(min_length=1, max_length=20, pattern=r"^[A-Za-z0-9_-]+$")]
+    #: A ``serving.draws.DrawPolicy`` document (allocation, floor, control arm, teams...).
+    policy: dict
+    scheme: str | None = None
+    #: Inspector roster rows (``inspector_id``, ``department``, ``region``, ``conflicts``,
+    #: ``load``); default: the workspace's ``roster/inspectors.csv``.
+    inspectors: Annotated[list[dict], Field(max_length=100_000)] | None = None
+    #: A secret seed (default: 256 random bits); revealed only on publication.
+    seed: Annotated[str, Field(min_length=16, max_length=200)] | None = None
+
+
+class DrawRef(BaseModel):
+    model_config = _STRICT
+
+    draw_id: Annotated[str, Field(min_length=1, max_length=100)]

@@ -27,7 +27,14 @@ import bentoml
 from starlette.responses import JSONResponse, Response
 
 from serving import runtime
-from serving.schemas import ExplainRequest, ScoreRequest, TiersRequest
+from serving.schemas import (
+    DrawCreate,
+    DrawRef,
+    ExplainRequest,
+    IngestRequest,
+    ScoreRequest,
+    TiersRequest,
+)
 from serving.settings import settings
 
 log = logging.getLogger("serving")
@@ -64,6 +71,7 @@ class RiskService:
     def __init__(self) -> None:
         from serving.audit import AuditLog, GroupCommit
         from serving.auth import KeyStore
+        from serving.draw_desk import DrawDesk
         from serving.masking import install
 
         for name in ("", "bentoml", "serving"):  # individual businesses' codes never in logs
@@ -73,6 +81,7 @@ class RiskService:
         self.audit = AuditLog(cfg.db)
         self.audit_writer = GroupCommit(self.audit)
         self.keys = KeyStore(cfg.db)
+        self.desk = DrawDesk(cfg.db, cfg.workdir)
         self.problem = ""
         self.state: runtime.Loaded | None = None
         try:
@@ -101,8 +110,21 @@ class RiskService:
             "snapshot_version": s.snapshot_version if s else None,
         }
 
-    async def _serve(self, ctx: bentoml.Context, permission, action: str, body: dict, answer):
-        """Authenticate, authorise, answer, mask, audit; refusals → 4xx naming the field."""
+    async def _serve(
+        self,
+        ctx: bentoml.Context,
+        permission,
+        action: str,
+        body: dict,
+        answer,
+        *,
+        clear_codes: bool = False,
+    ):
+        """Authenticate, authorise, answer, mask, audit; refusals → 4xx naming the field.
+
+        ``clear_codes``: the answer is about whom to inspect (a draw's targets), which the
+        caller holding the permission needs in clear; everywhere else individual businesses'
+        codes are masked for roles without ``UNMASKED``."""
         from serving.audit import input_hash
         from serving.auth import Forbidden, Unauthorized
         from serving.masking import mask_codes
@@ -125,7 +147,7 @@ class RiskService:
             shown = Response(result.text, media_type="application/json")
             output = result.summary
         else:
-            shown = _json(mask_codes(result, principal.role))
+            shown = _json(result if clear_codes else mask_codes(result, principal.role))
             output = result
         await self.audit_writer.append(
             principal.key_id,
@@ -211,3 +233,94 @@ class RiskService:
             return {**self._versions(), **e.to_dict(lang)}
 
         return await self._serve(ctx, Permission.EXPLANATIONS, "explain", body, answer)
+
+    # -- draws --------------------------------------------------------------------------------
+
+    @bentoml.api(route="/v1/draws/create", input_spec=DrawCreate)
+    async def draw_create(
+        self, draw_id, draw_date, department, policy, scheme, inspectors, seed, ctx: bentoml.Context
+    ) -> dict:
+        """Commit to a draw and draw its targets and teams; the seed stays secret until publish."""
+        from serving.auth import Permission
+
+        body = {"draw_id": draw_id, "draw_date": draw_date, "department": department,
+                "policy": policy, "scheme": scheme, "inspectors": inspectors is not None}  # fmt: skip
+
+        async def answer(principal):
+            state = self._loaded()
+            active = runtime.scheme_of(state.model, scheme)
+            await anyio.to_thread.run_sync(
+                lambda: self.desk.create(
+                    state,
+                    draw_id=draw_id,
+                    draw_date=draw_date,
+                    department=department,
+                    policy=policy,
+                    scheme=active,
+                    actor=principal.key_id,
+                    inspectors=inspectors,
+                    seed=seed,
+                )
+            )
+            return self.desk.fetch(draw_id)
+
+        return await self._serve(
+            ctx, Permission.DRAWS, "draw_create", body, answer, clear_codes=True
+        )
+
+    @bentoml.api(route="/v1/draws/get", input_spec=DrawRef)
+    async def draw_get(self, draw_id, ctx: bentoml.Context) -> dict:
+        """A draw's targets, teams and commitment (and its seed once published)."""
+        from serving.auth import Permission
+
+        async def answer(_):
+            return await anyio.to_thread.run_sync(lambda: self.desk.fetch(draw_id))
+
+        body = {"draw_id": draw_id}
+        return await self._serve(ctx, Permission.DRAWS, "draw_get", body, answer, clear_codes=True)
+
+    @bentoml.api(route="/v1/draws/publish", input_spec=DrawRef)
+    async def draw_publish(self, draw_id, ctx: bentoml.Context) -> dict:
+        """Reveal the seed and write the public record (JSON and CSV)."""
+        from serving.auth import Permission
+
+        async def answer(_):
+            return await anyio.to_thread.run_sync(lambda: self.desk.publish(draw_id))
+
+        body = {"draw_id": draw_id}
+        return await self._serve(
+            ctx, Permission.DRAWS, "draw_publish", body, answer, clear_codes=True
+        )
+
+    @bentoml.api(route="/v1/draws/verify", input_spec=DrawRef)
+    async def draw_verify(self, draw_id, ctx: bentoml.Context) -> dict:
+        """Re-run the draw from its inputs and seed and compare, as anyone can from the files."""
+        from serving.auth import Permission
+
+        async def answer(_):
+            return await anyio.to_thread.run_sync(lambda: self.desk.verify(draw_id))
+
+        body = {"draw_id": draw_id}
+        return await self._serve(ctx, Permission.DRAWS, "draw_verify", body, answer)
+
+    @bentoml.api(route="/v1/draws/lift", input_spec=DrawRef)
+    async def draw_lift(self, draw_id, ctx: bentoml.Context) -> dict:
+        """Problem rate of the risk-weighted arm over the control arm, with a 95 % interval."""
+        from serving.auth import Permission
+
+        async def answer(_):
+            return await anyio.to_thread.run_sync(lambda: self.desk.lift(draw_id))
+
+        return await self._serve(ctx, Permission.DRAWS, "draw_lift", {"draw_id": draw_id}, answer)
+
+    @bentoml.api(route="/v1/results", input_spec=IngestRequest)
+    async def ingest_results(self, results, ctx: bentoml.Context) -> dict:
+        """Outcomes of drawn inspections (they feed the next training and each draw's lift)."""
+        from serving.auth import Permission
+
+        items = [r.model_dump() for r in results]
+
+        async def answer(principal):
+            return await anyio.to_thread.run_sync(lambda: self.desk.ingest(items, principal.key_id))
+
+        return await self._serve(ctx, Permission.INGEST, "ingest", {"results": items}, answer)

@@ -12,6 +12,7 @@ import pytest
 from features.pipeline import FeatureRun
 from features.workspace import Workspace
 from serving.auth import KeyStore
+from serving.draw_desk import synthetic_roster
 from tests.serving.server import bentoml_server
 
 
@@ -41,6 +42,7 @@ def live(
         role: store.create_key(role, f"test {role}") for role in ("platform", "auditor", "admin")
     }
     workdir = Path(Workspace(province.workspace).root)
+    synthetic_roster(workdir)
     env = {"RISK_WORKDIR": str(workdir), "RISK_MLRUNS": str(champion_mlruns), "RISK_DB": db}
     with bentoml_server(env, folder / "server.log") as url:
         yield Live(url, db, keys, pd.read_parquet(province.snapshot.path), workdir)

@@ -178,4 +178,4 @@ def test_without_a_champion_the_service_is_alive_but_not_ready(tmp_path, live: L
         key = KeyStore(env["RISK_DB"]).create_key("platform", "t")
         r = httpx.post(url + "/v1/tiers", json={"codes": codes(live, 1)},
                        headers={"Authorization": f"Bearer {key}"})  # fmt: skip
-        assert r.status_code == 503 and "no champion" in r.json()["error"]
+        assert r.status_code == 503 and "no MLflow registry" in r.json()["error"]

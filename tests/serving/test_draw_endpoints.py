@@ -1,0 +1,186 @@
+"""Draws through the real service: commit, draw, fetch (no seed), publish (seed), verify from the
+published files with the CLI, results ingestion and the measured lift, and refusals."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from serving.audit import AuditLog
+from serving.cli import app
+from serving.draws import seed_hash
+from tests.serving.conftest import Live
+
+runner = CliRunner()
+
+
+def post(live: Live, path: str, body: dict, role: str = "platform") -> httpx.Response:
+    return httpx.post(live.url + path, json=body, headers=live.headers(role), timeout=120)
+
+
+def policy(**overrides) -> dict:
+    base = {
+        "allocation": {
+            "kind": "ratios",
+            "tiers": ["A", "B", "C", "D"],
+            "ratios": {"A": 0.02, "B": 0.05, "C": 0.2, "D": 0.6},
+        },
+        "control_fraction": 0.25,
+        "stratify_by": "region",
+        "exclusions": {"inspected_within_days": 90},
+        "teams": {"team_size": 2, "load_cap": 40},
+    }
+    return {**base, **overrides}
+
+
+def create(live: Live, draw_id: str, **kw) -> httpx.Response:
+    body = {
+        "draw_id": draw_id,
+        "draw_date": "2026-07-15",
+        "department": "MR",
+        "policy": policy(),
+        "scheme": "national4",
+        **kw,
+    }
+    return post(live, "/v1/draws/create", body)
+
+
+@pytest.fixture(scope="module")
+def drawn(live: Live) -> dict:
+    r = create(live, "2026-MR-07", seed="a secret seed of the county office")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_a_draw_commits_before_revealing_its_seed(live: Live, drawn: dict) -> None:
+    assert "seed" not in drawn and drawn["status"] == "committed"
+    assert drawn["seed_hash"] == seed_hash("a secret seed of the county office")
+    arms = {t["arm"] for t in drawn["targets"]}
+    assert {"risk", "control"} <= arms
+    for t in drawn["targets"]:
+        team = drawn["teams"][t["credit_code"]]
+        assert len(team) == 2 and len(set(team)) == 2
+        assert all(member.split("-")[1] == t["region"] for member in team)
+        assert 0 < t["pi"] <= 1
+    fetched = post(live, "/v1/draws/get", {"draw_id": "2026-MR-07"}).json()
+    assert fetched["commitment"] == drawn["commitment"] and "seed" not in fetched
+
+
+def test_published_draw_verifies_in_the_service_and_from_its_files(live: Live, drawn: dict) -> None:
+    published = post(live, "/v1/draws/publish", {"draw_id": "2026-MR-07"}).json()
+    assert published["seed"] == "a secret seed of the county office"
+    assert {"record.json", "targets.csv", "teams.csv", "pool.csv"} <= set(published["files"])
+    checked = post(live, "/v1/draws/verify", {"draw_id": "2026-MR-07"}).json()
+    assert checked["ok"] and checked["commitment"] == drawn["commitment"]
+    folder = live.workdir / "draws" / "2026-MR-07" / "public"
+    result = runner.invoke(app, ["draw", "verify", str(folder)])
+    assert result.exit_code == 0 and "verified" in result.output
+
+
+def test_same_inputs_and_seed_give_the_same_draw(live: Live, drawn: dict) -> None:
+    again = create(live, "2026-MR-07-again", seed="a secret seed of the county office").json()
+    key = lambda d: [(t["credit_code"], t["arm"]) for t in d["targets"]]  # noqa: E731
+    # A different draw_id is part of the commitment but not of the keys: same selection.
+    assert key(again) == key(drawn)
+    assert again["commitment"] != drawn["commitment"]
+    other = create(live, "2026-MR-07-other", seed="another secret seed entirely").json()
+    assert key(other) != key(drawn)
+
+
+def test_results_feed_the_lift_of_the_risk_arm_over_the_control_arm(
+    live: Live, drawn: dict
+) -> None:
+    rows = [
+        {
+            "draw_id": "2026-MR-07",
+            "credit_code": t["credit_code"],
+            "inspected_on": "2026-08-01",
+            "problem_found": t["tier"] in ("C", "D"),
+        }
+        for t in drawn["targets"]
+    ]
+    denied = post(live, "/v1/results", {"results": rows[:1]}, role="platform")
+    assert denied.status_code == 403
+    r = post(live, "/v1/results", {"results": rows}, role="admin")
+    assert r.status_code == 200, r.text
+    lift = r.json()["lift"]["2026-MR-07"]
+    assert lift["inspected"] == len(rows)
+    risk, control = lift["risk"]["rate"], lift["control"]["rate"]
+    assert lift["lift"]["difference"] == pytest.approx(risk - control)
+    lo, hi = lift["lift"]["interval_95"]
+    assert lo < risk - control < hi
+    again = post(live, "/v1/results", {"results": rows[:1]}, role="admin")
+    assert again.status_code == 409
+
+
+BAD = [
+    (
+        {
+            "policy": policy(
+                allocation={
+                    "kind": "ratios",
+                    "tiers": ["A", "B", "C", "D"],
+                    "ratios": {"A": 1.5, "B": 0.1, "C": 0.2, "D": 0.6},
+                }
+            )
+        },
+        400,
+        "outside [0, 1]",
+    ),
+    (
+        {
+            "policy": policy(
+                allocation={
+                    "kind": "ratios",
+                    "tiers": ["A", "B", "C", "Z"],
+                    "ratios": {"A": 0.1, "B": 0.1, "C": 0.2, "Z": 0.6},
+                }
+            )
+        },
+        400,
+        "not the tiers of scheme",
+    ),
+    ({"policy": policy(filters={"regions": ["999999"]})}, 400, "empty"),
+    ({"policy": policy(teams={"team_size": 20})}, 422, "refused"),
+    ({"draw_id": "2026-MR-07"}, 409, "already exists"),
+    ({"scheme": "stars"}, 400, "scheme"),
+    ({"draw_date": "2026-02-30"}, 400, "draw_date"),
+]
+
+
+@pytest.mark.parametrize(("change", "status", "message"), BAD, ids=lambda x: str(x)[:30])
+def test_bad_draw_requests_are_refused_and_store_nothing(
+    live: Live, drawn: dict, change: dict, status: int, message: str
+) -> None:
+    head = AuditLog(live.db).head()
+    draws_before = sorted(p.name for p in (live.workdir / "draws").iterdir())
+    body = {"draw_id": "refused-draw", **change}
+    r = create(live, **body)
+    assert r.status_code == status, r.text
+    assert message in r.text, r.text
+    assert AuditLog(live.db).head() == head
+    assert sorted(p.name for p in (live.workdir / "draws").iterdir()) == draws_before
+
+
+def test_unknown_draws_and_results_for_undrawn_enterprises_are_refused(
+    live: Live, drawn: dict
+) -> None:
+    assert post(live, "/v1/draws/get", {"draw_id": "nope"}).status_code == 404
+    undrawn = next(c for c in live.snapshot["credit_code"] if c not in drawn["teams"])
+    r = post(
+        live,
+        "/v1/results",
+        {"results": [{"draw_id": "2026-MR-07", "credit_code": undrawn,
+                      "inspected_on": str(date(2026, 8, 2)), "problem_found": True}]},
+        role="admin",
+    )  # fmt: skip
+    assert r.status_code == 422 and "results[0]" in r.text
+
+
+def test_the_draw_cli_refuses_a_folder_without_a_record(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["draw", "verify", str(tmp_path)])
+    assert result.exit_code == 2 and "record.json" in result.output
