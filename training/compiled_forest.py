@@ -160,6 +160,9 @@ class CompiledForest:
 def _walk(node: dict, tree: int, splits: list[_Split], leaves: list[float]) -> list[int]:
     """Collect splits and leaves (left to right); return the leaf numbers under ``node``."""
     if "split_index" not in node:
+        # dump_model marks linear trees on their leaves only (no tree-level flag)
+        if "leaf_coeff" in node or "leaf_const" in node:
+            raise UnsupportedModel(f"tree {tree} is a linear tree")
         leaves.append(float(node.get("leaf_value", 0.0)))
         return [len(leaves) - 1]
     missing = node.get("missing_type", "None")
