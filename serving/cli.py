@@ -36,6 +36,10 @@ def demo(
     seed: Annotated[int, typer.Option(min=0)] = 7,
     mlruns: training_cli.MlrunsOption = None,
     config: training_cli.ConfigOption = training_cli.DEFAULT_CONFIG,
+    serve: Annotated[
+        bool, typer.Option(help="End by running the service on localhost (Ctrl+C stops it)")
+    ] = True,
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 3000,
 ) -> None:
     """The main job on the embedded synthetic province.
 
@@ -76,6 +80,32 @@ def demo(
     training_cli.print_comparison(result)
     training_cli.report_registration(result, cfg)
     _reports(ws, result, snap.as_of, cfg, mlruns)
+    _service(ws, snap.as_of, mlruns, serve, port)
+
+
+def _service(ws, as_of, mlruns, serve: bool, port: int) -> None:
+    """The roster for draws, a platform key, and the service on localhost."""
+    from serving.auth import KeyStore
+    from serving.draw_desk import synthetic_roster
+    from serving.settings import settings
+    from training.registry import mlruns_root
+
+    synthetic_roster(ws.root)
+    cfg = settings(ws.root, mlruns_root(mlruns))
+    key = KeyStore(cfg.db).create_key("platform", "riskctl demo")
+    url = f"http://127.0.0.1:{port}"
+    console.print(
+        "a platform API key was created (shown once; more with "
+        "`riskctl keys create --role platform|auditor|admin --label NAME`):"
+    )
+    print(key)
+    import pandas as pd
+
+    sample = str(pd.read_parquet(ws.snapshot(as_of), columns=["credit_code"]).iat[0, 0])
+    serving_cli.how_to_call(url, key, sample)
+    if serve:
+        console.print("starting the service (ready when /readyz answers 200; Ctrl+C stops it)")
+        raise typer.Exit(serving_cli.serve_foreground(cfg, "127.0.0.1", port))
 
 
 def _reports(ws, result, as_of, cfg, mlruns) -> None:

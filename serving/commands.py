@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -35,13 +36,14 @@ def environment(cfg: Settings) -> dict[str, str]:
     return env
 
 
-def how_to_call(url: str, key: str | None) -> str:
+def how_to_call(url: str, key: str | None, code: str = "<18-character credit code>") -> None:
+    """Print where the service listens and a ``curl`` line to copy (never wrapped)."""
     shown = key or "<key from `riskctl keys create --role platform --label NAME`>"
-    return (
-        f"service on {url} — OpenAPI document: {url}/docs.json, metrics: {url}/metrics\n"
-        f"  curl -s {url}/v1/tiers -H 'Authorization: Bearer {shown}' "
-        "-H 'Content-Type: application/json' "
-        '-d \'{"codes": ["<18-character credit code>"], "reasons": 3, "lang": "en"}\''
+    console.print(f"service on {url} — OpenAPI: {url}/docs.json, metrics: {url}/metrics")
+    body = json.dumps({"codes": [code], "reasons": 3, "lang": "en"})
+    print(
+        f"curl -s {url}/v1/tiers -H 'Authorization: Bearer {shown}' "
+        f"-H 'Content-Type: application/json' -d '{body}'"
     )
 
 
@@ -72,7 +74,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the BentoML service (champion + latest snapshot) until interrupted."""
         cfg = settings(workdir, mlruns, db)
-        console.print(how_to_call(f"http://{host}:{port}", None))
+        how_to_call(f"http://{host}:{port}", None)
         raise typer.Exit(serve_foreground(cfg, host, port))
 
 

@@ -29,6 +29,7 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             str(SMALL),
             "--mlruns",
             str(work / "mlruns"),
+            "--no-serve",
         ],
     )
     assert result.exit_code == 0, result.output
@@ -80,6 +81,7 @@ def test_rerunning_the_demo_reuses_the_data_and_gives_the_same_fingerprint(
             str(SMALL),
             "--mlruns",
             str(demo_dir / "mlruns"),
+            "--no-serve",
         ],
     )
     assert result.exit_code == 0, result.output
@@ -158,6 +160,7 @@ def test_demo_refuses_to_mix_two_provinces_in_one_workdir(demo_dir: Path) -> Non
             "900",
             "--mlruns",
             str(demo_dir / "mlruns"),
+            "--no-serve",
         ],
     )
     assert result.exit_code == 2
