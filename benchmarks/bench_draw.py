@@ -7,6 +7,10 @@ Times, in one process, medians over ``--repeats``:
   commitment over the canonical pool CSV, hashed in a background thread);
 * ``verify`` — ``verify(record)``: fresh snapshot hashes and commitment, full re-run, compare.
 
+Wall and process CPU seconds are both printed (the machine is shared: CPU time is the steadier
+figure), with the load average when each run starts. ``--files`` also times writing the
+published folder and ``verify(PublishedRecord.read(folder))`` once.
+
 The pool is given once in random row order and once already sorted by credit code (the order a
 stored snapshot has), since sorting 2.5 M codes is a large share of ``create``.
 
@@ -16,11 +20,14 @@ stored snapshot has), since sorting 2.5 M codes is a large share of ``create``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
+import tempfile
 import time
 from datetime import date
+from pathlib import Path
 
 from serving.draws import DrawInputs, PublishedRecord, draw, seed_hash, verify
 from serving.draws.synthetic import inspectors_frame, pool_frame
@@ -61,6 +68,12 @@ def main() -> None:
     parser.add_argument("--inspectors", type=int, default=5_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--policy", choices=sorted(POLICIES), default="quota")
+    parser.add_argument(
+        "--files",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time writing the published folder and verifying from it",
+    )
     args = parser.parse_args()
 
     t0 = time.perf_counter()
@@ -74,11 +87,15 @@ def main() -> None:
         f"cpu {platform.processor() or platform.machine()}, nproc {os.cpu_count()}, load {os.getloadavg()}"
     )
 
+    policy = json.loads(json.dumps(POLICIES[args.policy]))
+    if policy["allocation"]["kind"] == "quota":  # 1 % of the pool: 25,000 for a province
+        policy["allocation"]["quota"] = max(1, args.enterprises // 100)
     for label, frame in (("random order", pool), ("sorted by code", sorted_pool)):
-        create, check = [], []
+        create, create_cpu, check, check_cpu, loads = [], [], [], [], []
         for r in range(args.repeats):
             seed = f"bench-{r}"
-            t = time.perf_counter()
+            loads.append(os.getloadavg()[0])
+            t, c = time.perf_counter(), time.process_time()
             inputs = DrawInputs(
                 draw_id=f"bench-{r}",
                 draw_date=date(2026, 11, 23),
@@ -86,24 +103,45 @@ def main() -> None:
                 seed_hash=seed_hash(seed),
                 pool=frame,
                 inspectors=staff,
-                policy=POLICIES[args.policy],
+                policy=policy,
                 model_version="bench",
                 data_fingerprint="synthetic",
             )
             result = draw(inputs, seed)
             create.append(time.perf_counter() - t)
+            create_cpu.append(time.process_time() - c)
             record = PublishedRecord.from_result(result)
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             report = verify(record)
             check.append(time.perf_counter() - t)
+            check_cpu.append(time.process_time() - c)
             assert report.ok, report.mismatches
         c = result.receipt["counts"]
         print(
             f"[{label}] policy {args.policy}: create median {statistics.median(create):.2f} s "
-            f"{[round(x, 2) for x in create]}, verify median {statistics.median(check):.2f} s "
-            f"{[round(x, 2) for x in check]}; eligible {c['eligible']:,}, risk {c['risk']:,}, "
-            f"control {c['control']:,}, both {c['both']:,}, targets {c['targets']:,}, "
-            f"teams {len(result.teams):,}"
+            f"(min {min(create):.2f}, runs {[round(x, 2) for x in create]}, CPU median "
+            f"{statistics.median(create_cpu):.2f} s); verify median {statistics.median(check):.2f} s "
+            f"(min {min(check):.2f}, runs {[round(x, 2) for x in check]}, CPU median "
+            f"{statistics.median(check_cpu):.2f} s); load avg at starts {[round(x, 1) for x in loads]}"
+        )
+    print(
+        f"draw: eligible {c['eligible']:,}, excluded {c['excluded']}, risk {c['risk']:,}, "
+        f"control {c['control']:,}, both {c['both']:,}, targets {c['targets']:,}, "
+        f"teams {len(result.teams):,}, cells {len(result.receipt['cells'])}"
+    )
+    if args.files:
+        with tempfile.TemporaryDirectory() as tmp:
+            t = time.perf_counter()
+            folder = record.write(Path(tmp) / "draw")
+            written = time.perf_counter() - t
+            t = time.perf_counter()
+            report = verify(PublishedRecord.read(folder))
+            read_verify = time.perf_counter() - t
+            size = sum(p.stat().st_size for p in folder.iterdir()) / 2**20
+        assert report.ok
+        print(
+            f"published files: write {written:.2f} s ({size:.0f} MiB), read + verify "
+            f"{read_verify:.2f} s (one run)"
         )
 
 

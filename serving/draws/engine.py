@@ -6,9 +6,9 @@ of the validated inputs and the seed, so the same inputs and seed give the same 
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 import numpy as np
 import pandas as pd
@@ -47,7 +47,12 @@ class DrawResult:
     def population(self) -> pd.DataFrame:
         """Every in-scope enterprise, drawn or not: eligibility, exclusion reason, π, keys."""
         r = self._rows
-        rows = r["rows"]
+        rows, eligible = r["rows"], r["eligible"]
+        safe = np.maximum(r["cell_of"], 0)
+        cell_n = np.where(eligible, r["n_cell"][safe], 0)
+        cell_N = np.where(eligible, r["big_n"][safe], 0)
+        pi_risk = np.where(eligible, cell_n / np.maximum(cell_N, 1), 0.0)
+        pi_control = np.where(eligible, r["n_control"] / r["n_eligible"], 0.0)
         pool = self.inputs.pool
         return pd.DataFrame(
             {
@@ -55,13 +60,13 @@ class DrawResult:
                 "tier": pool.tier.values(rows),
                 "stratum": r["stratum"][0][r["stratum"][1]],
                 "excluded_reason": r["reason"][0][r["reason"][1]],
-                "cell_n": r["cell_n"],
-                "cell_N": r["cell_N"],
-                "pi_risk": r["pi_risk"],
-                "pi_control": r["pi_control"],
-                "pi": r["pi"],
-                "key_risk": r["key_risk"],
-                "key_control": r["key_control"],
+                "cell_n": cell_n,
+                "cell_N": cell_N,
+                "pi_risk": pi_risk,
+                "pi_control": pi_control,
+                "pi": 1.0 - (1.0 - pi_risk) * (1.0 - pi_control),
+                "key_risk": np.where(eligible, r["key_risk"], np.uint64(0)),
+                "key_control": np.where(eligible, r["key_control"], np.uint64(0)),
                 "arm": np.asarray(ARMS, dtype=object)[r["arm"]],
             }
         )
@@ -220,12 +225,10 @@ def _draw(inputs: DrawInputs, seed: str) -> dict:
     control[elig_pos[smallest(key_control[elig_pos], n_control)]] = True
 
     # Inclusion probabilities.
-    safe = np.maximum(cell_of, 0)
-    cell_n = np.where(eligible, n_cell[safe], 0)
-    cell_N = np.where(eligible, big_n[safe], 0)
-    pi_risk = np.where(eligible, cell_n / np.maximum(cell_N, 1), 0.0)
-    pi_control = np.where(eligible, n_control / n_eligible, 0.0)
-    pi = 1.0 - (1.0 - pi_risk) * (1.0 - pi_control)
+    target_cells = cell_of[risk | control]
+    cell_n, cell_N = n_cell[target_cells], big_n[target_cells]  # targets only (all eligible)
+    pi_risk = cell_n / cell_N
+    pi = 1.0 - (1.0 - pi_risk) * (1.0 - n_control / n_eligible)
     arm = risk.astype(np.int8) + 2 * control.astype(np.int8)  # index into ARMS
     stratum_names = np.asarray(strata, dtype=object)
 
@@ -251,10 +254,10 @@ def _draw(inputs: DrawInputs, seed: str) -> dict:
             "region": regions,
             "industry": pool.industry.values(target_rows),
             "department": departments,
-            "pi": pi[chosen],
-            "pi_fraction": _pi_fractions(cell_n[chosen], cell_N[chosen], n_control, n_eligible),
-            "cell_n": cell_n[chosen],
-            "cell_N": cell_N[chosen],
+            "pi": pi,
+            "pi_fraction": _pi_fractions(cell_n, cell_N, n_control, n_eligible),
+            "cell_n": cell_n,
+            "cell_N": cell_N,
             "control_n": n_control,
             "control_N": n_eligible,
             "key_risk": [f"{int(k):016x}" for k in key_risk[chosen]],
@@ -293,15 +296,16 @@ def _draw(inputs: DrawInputs, seed: str) -> dict:
         "receipt": receipt,
         "_rows": {
             "rows": rows,
+            "eligible": eligible,
             "stratum": (stratum_names, stratum_idx),
             "reason": (np.asarray(reason_names, dtype=object), reason),
-            "cell_n": cell_n,
-            "cell_N": cell_N,
-            "pi_risk": pi_risk,
-            "pi_control": pi_control,
-            "pi": pi,
-            "key_risk": np.where(eligible, key_risk, np.uint64(0)),
-            "key_control": np.where(eligible, key_control, np.uint64(0)),
+            "cell_of": cell_of,
+            "n_cell": n_cell,
+            "big_n": big_n,
+            "n_control": n_control,
+            "n_eligible": n_eligible,
+            "key_risk": key_risk,
+            "key_control": key_control,
             "arm": arm,
         },
     }
@@ -309,9 +313,13 @@ def _draw(inputs: DrawInputs, seed: str) -> dict:
 
 def _pi_fractions(n: np.ndarray, big_n: np.ndarray, n_c: int, big_n_c: int) -> list[str]:
     """π = 1 − (1 − n/N)(1 − n_c/N_c) = (N·N_c − (N − n)(N_c − n_c)) / (N·N_c), reduced."""
-    den = [int(b) * big_n_c for b in big_n]
-    num = [d - (int(b) - int(a)) * (big_n_c - n_c) for d, a, b in zip(den, n, big_n, strict=True)]
-    return [str(Fraction(a, b)) for a, b in zip(num, den, strict=True)]
+    out = []
+    for a, b in zip(n.tolist(), big_n.tolist(), strict=True):
+        den = b * big_n_c
+        num = den - (b - a) * (big_n_c - n_c)
+        g = math.gcd(num, den)
+        out.append(f"{num // g}/{den // g}" if den != g else str(num // g))
+    return out
 
 
 __all__ = ["DrawRefused", "DrawResult", "draw"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -29,6 +29,7 @@ REQUIRED = ("credit_code", "tier", "region", "industry")
 OPTIONAL = ("department", "last_inspected_on", "draws_this_year")
 COLUMNS = REQUIRED + OPTIONAL
 NO_DATE = np.iinfo(np.int64).min
+PARALLEL_ROWS = 100_000
 FORBIDDEN_IN_LABELS = ',"\r\n;|'
 
 _VALUE = np.full(256, 255, dtype=np.uint8)
@@ -133,57 +134,77 @@ class PoolTable:
             raise ValueError(f"unknown column(s) {unknown}; allowed: {list(COLUMNS)}")
         if len(frame) == 0:
             raise ValueError("the pool is empty (0 rows)")
-        codes = _text(frame["credit_code"], "credit_code")
-        matrix, raw, columns = _code_matrix(codes, frame.index)
-        order, head, tail = _code_order(columns)
-        code_hash = fnv1a64_rows(raw.T)
-        if order is not None:
-            matrix, code_hash, head, tail = (
-                matrix[order],
-                code_hash[order],
-                head[order],
-                tail[order],
-            )
-        dup = np.flatnonzero((head[1:] == head[:-1]) & (tail[1:] == tail[:-1]))
-        if len(dup):
-            code = matrix[dup[0]].tobytes().decode()
-            raise ValueError(f"credit_code: {code!r} appears more than once")
         n = len(frame)
-        matrix = np.ascontiguousarray(matrix)
+        if n >= PARALLEL_ROWS:
+            # The other columns are encoded on the second core while the codes are checked
+            # and sorted (numpy and Arrow release the GIL).
+            with ThreadPoolExecutor(max_workers=1) as helper:
+                pending = helper.submit(_other_columns, frame)
+                matrix, code_hash, order = _codes(frame)
+                others = pending.result()
+        else:
+            matrix, code_hash, order = _codes(frame)
+            others = _other_columns(frame)
         offsets = np.arange(0, CODE_LENGTH * (n + 1), CODE_LENGTH, dtype=np.int64)
         codes = pa.LargeStringArray.from_buffers(
             n, pa.py_buffer(offsets), pa.py_buffer(matrix.reshape(-1))
         )
 
-        def reorder(x: np.ndarray) -> np.ndarray:
-            return x if order is None else x[order]
-
-        def col(name: str) -> pd.Series:
-            return frame[name]
+        def reorder(x):
+            if order is None:
+                return x
+            return Labels(x.idx[order], x.names) if isinstance(x, Labels) else x[order]
 
         return cls(
             codes=codes,
             code_bytes=matrix,
             code_hash=code_hash,
-            tier=_labels(col("tier"), "tier", reorder),
-            region=_labels(col("region"), "region", reorder),
-            industry=_labels(col("industry"), "industry", reorder),
-            department=(
-                _labels(col("department"), "department", reorder, allow_null=True)
-                if "department" in frame.columns
-                else Labels(np.zeros(n, dtype=np.int32), ("",))
-            ),
-            last_inspected=(
-                reorder(_days(col("last_inspected_on")))
-                if "last_inspected_on" in frame.columns
-                else np.full(n, NO_DATE, dtype=np.int64)
-            ),
-            draws_this_year=(
-                reorder(_counts(col("draws_this_year")))
-                if "draws_this_year" in frame.columns
-                else np.full(n, -1, dtype=np.int64)
-            ),
+            **{name: reorder(value) for name, value in others.items()},
         )
+
+
+def _codes(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Checked codes as a sorted (n, 18) byte matrix, their FNV-1a-64 hashes, and the order."""
+    codes = _text(frame["credit_code"], "credit_code")
+    matrix, values = _code_matrix(codes, frame.index)
+    code_hash = fnv1a64_rows(matrix)
+    flat = matrix.view(f"S{CODE_LENGTH}").ravel()
+    if bool(np.all(flat[1:] > flat[:-1])):  # already strictly ascending: sorted and unique
+        return np.ascontiguousarray(matrix), code_hash, None
+    order = _code_order(values)
+    matrix, code_hash = matrix[order], code_hash[order]
+    flat = matrix.view(f"S{CODE_LENGTH}").ravel()
+    dup = np.flatnonzero(flat[1:] == flat[:-1])
+    if len(dup):
+        code = matrix[dup[0]].tobytes().decode()
+        raise ValueError(f"credit_code: {code!r} appears more than once")
+    return np.ascontiguousarray(matrix), code_hash, order
+
+
+def _other_columns(frame: pd.DataFrame) -> dict:
+    """Every column but the code, encoded in the frame's row order."""
+    n = len(frame)
+    has = frame.columns
+    return {
+        "tier": _labels(frame["tier"], "tier"),
+        "region": _labels(frame["region"], "region"),
+        "industry": _labels(frame["industry"], "industry"),
+        "department": (
+            _labels(frame["department"], "department", allow_null=True)
+            if "department" in has
+            else Labels(np.zeros(n, dtype=np.int32), ("",))
+        ),
+        "last_inspected": (
+            _days(frame["last_inspected_on"])
+            if "last_inspected_on" in has
+            else np.full(n, NO_DATE, dtype=np.int64)
+        ),
+        "draws_this_year": (
+            _counts(frame["draws_this_year"])
+            if "draws_this_year" in has
+            else np.full(n, -1, dtype=np.int64)
+        ),
+    }
 
 
 HEADER = (",".join(COLUMNS) + "\n").encode("ascii")
@@ -206,9 +227,7 @@ def _text(series: pd.Series, name: str) -> pa.LargeStringArray:
     return arr.cast(_LARGE)
 
 
-def _code_matrix(
-    codes: pa.LargeStringArray, index: pd.Index
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _code_matrix(codes: pa.LargeStringArray, index: pd.Index) -> tuple[np.ndarray, np.ndarray]:
     n = len(codes)
     offsets = np.frombuffer(codes.buffers()[1], dtype=np.int64)[codes.offset : codes.offset + n + 1]
     lengths = np.diff(offsets)
@@ -221,20 +240,16 @@ def _code_matrix(
         )
     data = np.frombuffer(codes.buffers()[2], dtype=np.uint8)
     matrix = data[offsets[0] : offsets[-1]].reshape(n, CODE_LENGTH)
-    # The bytes of the GB 32100 alphabet in the ISO-8859 reading: map to 0..30, 255 = invalid.
-    # ``columns`` is (18, n): one contiguous row per character position.
-    raw = np.ascontiguousarray(matrix.T)
-    columns = _VALUE[raw]
-    bad = np.flatnonzero((columns == 255).any(axis=0))
-    if len(bad):
-        i = int(bad[0])
+    values = _VALUE[matrix]  # alphabet position 0..30 of each character, 255 when invalid
+    if values.max() == 255:
+        i = int(np.flatnonzero((values == 255).any(axis=1))[0])
         raise ValueError(
             f"credit_code: {codes[i].as_py()!r} at row {index[i]!r} has a character outside the "
             f"GB 32100 alphabet {ALPHABET}"
         )
     total = np.zeros(n, dtype=np.uint16)  # at most 17 · 30 · 30 < 2^16
     for j, w in enumerate(WEIGHTS):
-        total += columns[j].astype(np.uint16) * np.uint16(w)
+        total += values[:, j].astype(np.uint16) * np.uint16(w)
     check = _ALPHABET_BYTES[(31 - total % 31) % 31]
     bad = np.flatnonzero(check != matrix[:, 17])
     if len(bad):
@@ -243,29 +258,26 @@ def _code_matrix(
             f"credit_code: {codes[i].as_py()!r} at row {index[i]!r} fails the GB 32100 check "
             f"character (expected {chr(check[i])!r})"
         )
-    return matrix, raw, columns
+    return matrix, values
 
 
-def _code_order(columns: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
-    """Row order that sorts the codes (None when already strictly ascending).
+def _code_order(values: np.ndarray) -> np.ndarray:
+    """Row order that sorts the codes (``values``: alphabet positions, one row per code).
 
     Codes are digits and capitals, whose byte order equals their GB 32100 alphabet order, so a
     code is a base-31 number: ``head`` (first 9 characters, < 31^9 < 2^45) and ``tail`` (last 9).
-    One uint64 sort on head·2^19 + (tail >> 26) orders almost everything; the rare runs of equal
+    One uint64 sort on head·2^19 + (tail >> 26) orders almost everything; the runs of equal
     sort keys are re-sorted on the full (head, tail).
     """
-    n = columns.shape[1]
+    n = values.shape[0]
     head = np.zeros(n, dtype=np.uint64)
     tail = np.zeros(n, dtype=np.uint64)
     base = np.uint64(31)
     for j in range(9):
         head *= base
-        head += columns[j]
+        head += values[:, j]
         tail *= base
-        tail += columns[9 + j]
-    ascending = (head[1:] > head[:-1]) | ((head[1:] == head[:-1]) & (tail[1:] > tail[:-1]))
-    if bool(ascending.all()):
-        return None, head, tail
+        tail += values[:, 9 + j]
     key = (head << np.uint64(19)) | (tail >> np.uint64(26))
     order = np.argsort(key)
     ranked = key[order]
@@ -277,10 +289,10 @@ def _code_order(columns: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, np.
         positions = np.flatnonzero(at)
         sub = order[positions]
         order[positions] = sub[np.lexsort((tail[sub], head[sub]))]
-    return order, head, tail
+    return order
 
 
-def _labels(series: pd.Series, name: str, reorder: Callable, allow_null: bool = False) -> Labels:
+def _labels(series: pd.Series, name: str, allow_null: bool = False) -> Labels:
     if allow_null:
         series = series.astype(object).where(series.notna(), "")
     arr = _text(series, name)
@@ -298,7 +310,7 @@ def _labels(series: pd.Series, name: str, reorder: Callable, allow_null: bool = 
     order = sorted(range(len(names)), key=lambda i: names[i].encode("utf-8"))
     remap = np.empty(len(names), dtype=np.int32)
     remap[order] = np.arange(len(names), dtype=np.int32)
-    idx = remap[reorder(encoded.indices.to_numpy(zero_copy_only=False))]
+    idx = remap[encoded.indices.to_numpy(zero_copy_only=False)]
     return Labels(idx, tuple(names[i] for i in order))
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from serving.draws.engine import DrawResult, draw
 from serving.draws.inputs import DrawInputs
@@ -104,12 +106,7 @@ class PublishedRecord:
         """Load a record written by :meth:`write` (inputs rebuilt from the published files)."""
         directory = Path(directory)
         doc = json.loads((directory / "record.json").read_text(encoding="utf-8"))
-        text = {c: str for c in ("credit_code", "tier", "region", "industry", "department")}
-        pool = pd.read_csv(directory / "pool.csv", dtype=text, keep_default_na=False)
-        pool["last_inspected_on"] = pd.to_datetime(
-            pool["last_inspected_on"].replace("", None), format="%Y-%m-%d"
-        )
-        pool["draws_this_year"] = pd.to_numeric(pool["draws_this_year"].replace("", None))
+        pool = _read_pool(directory / "pool.csv")
         inspectors = pd.read_csv(directory / "inspectors.csv", dtype=str, keep_default_na=False)
         inspectors["load"] = inspectors["load"].astype(int)
         params = doc["parameters"]
@@ -135,6 +132,18 @@ class PublishedRecord:
             teams={k: tuple(v) for k, v in doc["teams"].items()},
             receipt=receipt,
         )
+
+
+def _read_pool(path: Path) -> pd.DataFrame:
+    """The canonical pool CSV back into a frame (Arrow's multi-threaded reader: 2.5 M rows)."""
+    text = {c: pa.string() for c in ("credit_code", "tier", "region", "industry", "department")}
+    options = pacsv.ConvertOptions(
+        column_types={**text, "last_inspected_on": pa.date32(), "draws_this_year": pa.int64()},
+        null_values=[""],
+        strings_can_be_null=False,
+    )
+    table = pacsv.read_csv(path, convert_options=options)
+    return table.to_pandas(date_as_object=False)
 
 
 @dataclass(frozen=True)

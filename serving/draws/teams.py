@@ -214,7 +214,14 @@ def assign_teams(
         salt_keys = mix64_array(np.uint64(skey) ^ salt_hash)
     ranked = _ranked_prefixes(groups, members, salt_keys, insp_hash, size)
 
-    order = sorted(range(len(targets)), key=lambda t: (eligible_count[t], targets[t].code))
+    # Scarcest first, ties by credit code. Stable sort on the count alone suffices when the
+    # targets come in credit-code order (as the engine passes them); otherwise sort fully.
+    in_code_order = all(a.code < b.code for a, b in itertools.pairwise(targets))
+    order = (
+        np.argsort(eligible_count, kind="stable").tolist()
+        if in_code_order
+        else sorted(range(len(targets)), key=lambda t: (eligible_count[t], targets[t].code))
+    )
     teams: dict[str, tuple[str, ...]] = {}
     for t in order:
         target = targets[t]
