@@ -86,9 +86,9 @@ def fnv1a64_strings(values: list[str] | tuple[str, ...]) -> np.ndarray:
     return np.fromiter((fnv1a64(v.encode("utf-8")) for v in values), dtype=_U, count=len(values))
 
 
-def mix64_array(x: np.ndarray) -> np.ndarray:
-    """SplitMix64 output function, vectorised over a uint64 array (returns a new array)."""
-    z = x + _U(GOLDEN)
+def mix64_array(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """SplitMix64 output function, vectorised over a uint64 array (into ``out`` if given)."""
+    z = np.add(x, _U(GOLDEN), out=out)
     z ^= z >> _U(30)
     z *= _U(MIX1)
     z ^= z >> _U(27)
@@ -100,4 +100,5 @@ def mix64_array(x: np.ndarray) -> np.ndarray:
 def unit_keys(salt_keys: np.ndarray | int, unit_hashes: np.ndarray) -> np.ndarray:
     """Keys of many units: mix64(salt key XOR FNV-1a-64(unit)), salt keys broadcast."""
     with np.errstate(over="ignore"):
-        return mix64_array(np.bitwise_xor(np.asarray(salt_keys, dtype=_U), unit_hashes))
+        z = np.bitwise_xor(np.asarray(salt_keys, dtype=_U), unit_hashes)
+        return mix64_array(z, out=z)

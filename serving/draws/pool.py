@@ -153,7 +153,9 @@ class PoolTable:
         def reorder(x):
             if order is None:
                 return x
-            return Labels(x.idx[order], x.names) if isinstance(x, Labels) else x[order]
+            if isinstance(x, Labels):
+                return Labels(np.take(x.idx, order), x.names)
+            return np.take(x, order)
 
         return cls(
             codes=codes,
@@ -167,12 +169,12 @@ def _codes(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray | No
     """Checked codes as a sorted (n, 18) byte matrix, their FNV-1a-64 hashes, and the order."""
     codes = _text(frame["credit_code"], "credit_code")
     matrix, values = _code_matrix(codes, frame.index)
-    code_hash = fnv1a64_rows(matrix)
     flat = matrix.view(f"S{CODE_LENGTH}").ravel()
     if bool(np.all(flat[1:] > flat[:-1])):  # already strictly ascending: sorted and unique
-        return np.ascontiguousarray(matrix), code_hash, None
+        return np.ascontiguousarray(matrix), fnv1a64_rows(matrix), None
     order = _code_order(values)
-    matrix, code_hash = matrix[order], code_hash[order]
+    matrix = np.take(matrix, order, axis=0)  # 2-3x faster than matrix[order] for rows
+    code_hash = fnv1a64_rows(matrix)
     flat = matrix.view(f"S{CODE_LENGTH}").ravel()
     dup = np.flatnonzero(flat[1:] == flat[:-1])
     if len(dup):
@@ -192,7 +194,7 @@ def _other_columns(frame: pd.DataFrame) -> dict:
         "department": (
             _labels(frame["department"], "department", allow_null=True)
             if "department" in has
-            else Labels(np.zeros(n, dtype=np.int32), ("",))
+            else Labels(np.zeros(n, dtype=np.uint8), ("",))
         ),
         "last_inspected": (
             _days(frame["last_inspected_on"])
@@ -308,8 +310,10 @@ def _labels(series: pd.Series, name: str, allow_null: bool = False) -> Labels:
                 f"{FORBIDDEN_IN_LABELS!r}"
             )
     order = sorted(range(len(names)), key=lambda i: names[i].encode("utf-8"))
-    remap = np.empty(len(names), dtype=np.int32)
-    remap[order] = np.arange(len(names), dtype=np.int32)
+    # The narrowest codes: a permutation gathers a 2.5 MB uint8 column from cache, not 10 MB.
+    width = np.uint8 if len(names) <= 255 else np.uint16 if len(names) <= 65535 else np.int32
+    remap = np.empty(len(names), dtype=width)
+    remap[order] = np.arange(len(names), dtype=width)
     idx = remap[encoded.indices.to_numpy(zero_copy_only=False)]
     return Labels(idx, tuple(names[i] for i in order))
 
