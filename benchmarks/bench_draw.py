@@ -90,12 +90,17 @@ def main() -> None:
     policy = json.loads(json.dumps(POLICIES[args.policy]))
     if policy["allocation"]["kind"] == "quota":  # 1 % of the pool: 25,000 for a province
         policy["allocation"]["quota"] = max(1, args.enterprises // 100)
-    for label, frame in (("random order", pool), ("sorted by code", sorted_pool)):
-        create, create_cpu, check, check_cpu, loads = [], [], [], [], []
-        for r in range(args.repeats):
+    orders = {"random order": pool, "sorted by code": sorted_pool}
+    timings: dict[str, dict[str, list[float]]] = {
+        label: {k: [] for k in ("create", "create_cpu", "verify", "verify_cpu", "load")}
+        for label in orders
+    }
+    for r in range(args.repeats):  # the two orders alternate, so both see the same noise
+        for label, frame in orders.items():
             seed = f"bench-{r}"
-            loads.append(os.getloadavg()[0])
-            t, c = time.perf_counter(), time.process_time()
+            t = timings[label]
+            t["load"].append(os.getloadavg()[0])
+            w, c = time.perf_counter(), time.process_time()
             inputs = DrawInputs(
                 draw_id=f"bench-{r}",
                 draw_date=date(2026, 11, 23),
@@ -108,22 +113,24 @@ def main() -> None:
                 data_fingerprint="synthetic",
             )
             result = draw(inputs, seed)
-            create.append(time.perf_counter() - t)
-            create_cpu.append(time.process_time() - c)
+            t["create"].append(time.perf_counter() - w)
+            t["create_cpu"].append(time.process_time() - c)
             record = PublishedRecord.from_result(result)
-            t, c = time.perf_counter(), time.process_time()
+            w, c = time.perf_counter(), time.process_time()
             report = verify(record)
-            check.append(time.perf_counter() - t)
-            check_cpu.append(time.process_time() - c)
+            t["verify"].append(time.perf_counter() - w)
+            t["verify_cpu"].append(time.process_time() - c)
             assert report.ok, report.mismatches
-        c = result.receipt["counts"]
+    for label, t in timings.items():
         print(
-            f"[{label}] policy {args.policy}: create median {statistics.median(create):.2f} s "
-            f"(min {min(create):.2f}, runs {[round(x, 2) for x in create]}, CPU median "
-            f"{statistics.median(create_cpu):.2f} s); verify median {statistics.median(check):.2f} s "
-            f"(min {min(check):.2f}, runs {[round(x, 2) for x in check]}, CPU median "
-            f"{statistics.median(check_cpu):.2f} s); load avg at starts {[round(x, 1) for x in loads]}"
+            f"[{label}] policy {args.policy}: create median {statistics.median(t['create']):.2f} s "
+            f"(runs {[round(x, 2) for x in t['create']]}, CPU median "
+            f"{statistics.median(t['create_cpu']):.2f} s); verify median "
+            f"{statistics.median(t['verify']):.2f} s (runs {[round(x, 2) for x in t['verify']]}, "
+            f"CPU median {statistics.median(t['verify_cpu']):.2f} s); load avg at starts "
+            f"{[round(x, 1) for x in t['load']]}"
         )
+    c = result.receipt["counts"]
     print(
         f"draw: eligible {c['eligible']:,}, excluded {c['excluded']}, risk {c['risk']:,}, "
         f"control {c['control']:,}, both {c['both']:,}, targets {c['targets']:,}, "
