@@ -295,7 +295,7 @@ def _code_order(values: np.ndarray) -> np.ndarray:
 
 
 def _labels(series: pd.Series, name: str, allow_null: bool = False) -> Labels:
-    if allow_null:
+    if allow_null and series.isna().any():
         series = series.astype(object).where(series.notna(), "")
     arr = _text(series, name)
     encoded = pc.dictionary_encode(arr)

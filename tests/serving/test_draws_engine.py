@@ -336,3 +336,26 @@ def test_editing_the_pool_breaks_the_commitment(result) -> None:
         PublishedRecord(inputs, record.seed, record.commitment, record.targets, record.teams)
     )
     assert report.first_mismatch.startswith("commitment: published")
+
+
+def test_pool_department_overrides_the_draws_and_filters_use_the_effective_one() -> None:
+    pool = pool_frame(60, seed=8, regions=1)
+    pool["department"] = [None if i % 3 else "environment" for i in range(60)]
+    staff = pd.concat(
+        [inspectors_frame(6, pool), inspectors_frame(6, pool, department="environment", seed=1)]
+    ).assign(inspector_id=[f"INS{i:03d}" for i in range(12)])
+    everyone = draw(example_inputs(SEED, pool=pool, inspectors=staff), SEED)
+    assert set(everyone.targets["department"]) == {"market", "environment"}
+    by_code = dict(zip(pool["credit_code"], pool["department"].fillna("market"), strict=True))
+    for row in everyone.targets.itertuples():
+        assert row.department == by_code[row.credit_code]
+        assert all(staff.set_index("inspector_id").loc[i, "department"] == row.department
+                   for i in everyone.teams[row.credit_code])  # fmt: skip
+    only = draw(
+        example_inputs(
+            SEED, pool=pool, inspectors=staff, policy=policy(filters={"departments": ["market"]})
+        ),
+        SEED,
+    )
+    assert set(only.targets["department"]) == {"market"}
+    assert only.receipt["counts"]["in_scope"] == 40
