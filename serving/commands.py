@@ -36,6 +36,15 @@ def environment(cfg: Settings) -> dict[str, str]:
     return env
 
 
+def _audit_key(cfg: Settings, action: str, payload: dict) -> None:
+    """Key management is itself audited (actor: the operator's OS account on this machine)."""
+    import getpass
+
+    from serving.audit import AuditLog
+
+    AuditLog(cfg.db).append(f"cli:{getpass.getuser()}", "admin", action, payload=payload)
+
+
 def how_to_call(url: str, key: str | None, code: str = "<18-character credit code>") -> None:
     """Print where the service listens and a ``curl`` line to copy (never wrapped)."""
     shown = key or "<key from `riskctl keys create --role platform --label NAME`>"
@@ -86,14 +95,16 @@ def create_key(
     db: DbOption = None,
 ) -> None:
     """Create an API key; the key is printed once and stored only as a hash."""
-    from serving.auth import KeyStore, Role
+    from serving.auth import KeyStore, Role, parse_key
 
     if role not in {r.value for r in Role}:
         raise fail(f"--role: {role!r} is not one of {', '.join(r.value for r in Role)}")
+    cfg = settings(workdir, None, db)
     try:
-        key = KeyStore(settings(workdir, None, db).db).create_key(role, label)
+        key = KeyStore(cfg.db).create_key(role, label)
     except ValueError as exc:
         raise fail(f"--label: {exc}") from None
+    _audit_key(cfg, "key_created", {"key_id": parse_key(key)[0], "role": role, "label": label})
     console.print(f"{role} key (shown once; keep it secret):")
     print(key)
 
@@ -116,10 +127,13 @@ def revoke_key(key_id: str, workdir: WorkdirOption = None, db: DbOption = None) 
     """Revoke a key (other server processes stop accepting it within 30 s)."""
     from serving.auth import KeyStore
 
+    cfg = settings(workdir, None, db)
     try:
-        changed = KeyStore(settings(workdir, None, db).db).revoke_key(key_id)
+        changed = KeyStore(cfg.db).revoke_key(key_id)
     except KeyError as exc:
         raise fail(f"KEY_ID: {exc.args[0]}") from None
+    if changed:
+        _audit_key(cfg, "key_revoked", {"key_id": key_id})
     console.print(f"{key_id}: {'revoked' if changed else 'was already revoked'}")
 
 
@@ -182,6 +196,10 @@ def verify_draw(
     except (ValueError, KeyError) as exc:
         raise fail(f"FOLDER: {folder}: unreadable record ({exc})") from None
     report = verify(record)
+    copies = _csv_mismatch(folder, record)
+    if report.ok and copies:
+        console.print(f"[red]draw {record.inputs.draw_id} does NOT verify[/red]: {copies}")
+        raise typer.Exit(1)
     if report.ok:
         console.print(
             f"draw {record.inputs.draw_id} verified: commitment {report.commitment}, "
@@ -192,3 +210,20 @@ def verify_draw(
         f"[red]draw {record.inputs.draw_id} does NOT verify[/red]: {report.first_mismatch}"
     )
     raise typer.Exit(1)
+
+
+def _csv_mismatch(folder: Path, record) -> str | None:
+    """The published CSVs are copies for people; they must say what record.json says."""
+    import pandas as pd
+
+    path = folder / "targets.csv"
+    if not path.is_file():
+        return None
+    csv = pd.read_csv(path, dtype=str, keep_default_na=False)
+    published = record.targets.astype(str)
+    for i, (a, b) in enumerate(zip(csv["credit_code"], published["credit_code"], strict=False)):
+        if a != b or csv["arm"].iat[i] != published["arm"].iat[i]:
+            return f"targets.csv row {i + 1} ({a}, {csv['arm'].iat[i]}) differs from record.json"
+    if len(csv) != len(published):
+        return f"targets.csv has {len(csv)} rows, record.json {len(published)}"
+    return None

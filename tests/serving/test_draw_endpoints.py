@@ -81,6 +81,30 @@ def test_published_draw_verifies_in_the_service_and_from_its_files(live: Live, d
     assert result.exit_code == 0 and "verified" in result.output
 
 
+def test_a_tampered_published_copy_fails_verification(
+    live: Live, drawn: dict, tmp_path: Path
+) -> None:
+    import json
+    import shutil
+
+    post(live, "/v1/draws/publish", {"draw_id": "2026-MR-07"})
+    source = live.workdir / "draws" / "2026-MR-07" / "public"
+    csv_copy = shutil.copytree(source, tmp_path / "csv")
+    lines = (csv_copy / "targets.csv").read_text().splitlines()
+    first = lines[1].split(",")
+    first[1] = "control" if first[1] != "control" else "risk"
+    lines[1] = ",".join(first)
+    (csv_copy / "targets.csv").write_text("\n".join(lines) + "\n")
+    result = runner.invoke(app, ["draw", "verify", str(csv_copy)])
+    assert result.exit_code == 1 and "targets.csv row 1" in " ".join(result.output.split())
+    seed_copy = shutil.copytree(source, tmp_path / "seed")
+    doc = json.loads((seed_copy / "record.json").read_text())
+    doc["seed"] = "not the seed that was committed"
+    (seed_copy / "record.json").write_text(json.dumps(doc))
+    result = runner.invoke(app, ["draw", "verify", str(seed_copy)])
+    assert result.exit_code == 1 and "seed" in result.output
+
+
 def test_same_inputs_and_seed_give_the_same_draw(live: Live, drawn: dict) -> None:
     again = create(live, "2026-MR-07-again", seed="a secret seed of the county office").json()
     key = lambda d: [(t["credit_code"], t["arm"]) for t in d["targets"]]  # noqa: E731
