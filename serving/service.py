@@ -324,3 +324,32 @@ class RiskService:
             return await anyio.to_thread.run_sync(lambda: self.desk.ingest(items, principal.key_id))
 
         return await self._serve(ctx, Permission.INGEST, "ingest", {"results": items}, answer)
+
+
+class KeyFirst:
+    """ASGI middleware: a call to ``/v1/`` without a valid key is answered 401 before its body
+    is read or validated, so anonymous callers learn nothing about the API's inputs."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.keys = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        from serving.auth import KeyStore, Unauthorized
+
+        if self.keys is None:
+            self.keys = KeyStore(settings().db)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            self.keys.authenticate(headers.get("authorization") or headers.get("x-api-key"))
+        except Unauthorized as exc:
+            log.warning("refused %s → 401: %s", scope["path"], exc)
+            await _error(401, "authorization", str(exc))(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+RiskService.add_asgi_middleware(KeyFirst)

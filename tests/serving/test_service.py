@@ -112,6 +112,9 @@ def test_missing_or_wrong_keys_are_refused(live: Live, headers: dict, status: in
     r = httpx.post(live.url + "/v1/tiers", json={"codes": codes(live, 1)}, headers=headers)
     assert r.status_code == status
     assert "probability" not in r.text
+    # The key is checked before the body: an anonymous caller learns nothing about inputs.
+    bad = httpx.post(live.url + "/v1/tiers", json={"codes": ["x"]}, headers=headers)
+    assert bad.status_code == 401 and "codes" not in bad.text
 
 
 BAD = [
