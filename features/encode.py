@@ -27,21 +27,29 @@ FIXED_VOCABULARIES: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class Encoder:
-    """Maps the catalogue's feature columns to a float64 matrix in ``FEATURE_NAMES`` order."""
+    """Maps the catalogue's feature columns (all, or all but some) to a float64 matrix."""
 
     vocabularies: dict[str, tuple[str, ...]] = field(default_factory=dict)
     feature_names: tuple[str, ...] = FEATURE_NAMES
 
     @classmethod
-    def fit(cls, frame: pd.DataFrame) -> Encoder:
-        """Fixed vocabularies where the contracts give one; sorted observed values otherwise."""
+    def fit(cls, frame: pd.DataFrame, exclude: tuple[str, ...] = ()) -> Encoder:
+        """Fixed vocabularies where the contracts give one; sorted observed values otherwise.
+
+        ``exclude`` leaves catalogue features out of the model (a dataset may have no real
+        source for one, or one may stand in for something the model must not use).
+        """
+        unknown = sorted(set(exclude) - set(FEATURE_NAMES))
+        if unknown:
+            raise KeyError(f"not catalogue features: {', '.join(unknown)}")
+        names = tuple(n for n in FEATURE_NAMES if n not in exclude)
         vocab: dict[str, tuple[str, ...]] = {}
-        for name in CATEGORICAL_FEATURES:
+        for name in (n for n in CATEGORICAL_FEATURES if n in names):
             if name in FIXED_VOCABULARIES:
                 vocab[name] = FIXED_VOCABULARIES[name]
             else:
                 vocab[name] = tuple(sorted(frame[name].dropna().astype(str).unique()))
-        return cls(vocabularies=vocab)
+        return cls(vocabularies=vocab, feature_names=names)
 
     @property
     def categorical_indices(self) -> list[int]:

@@ -23,6 +23,7 @@ app = typer.Typer(
 )
 feature_cli.register(app)
 training_cli.register(app)
+training_cli.register_real(app)
 explain_cli.register(app)
 serving_cli.register(app)
 

@@ -270,3 +270,89 @@ def report_registration(result, config: TrainingConfig) -> None:
         console.print(
             f"[red]version {result.model_version} failed the gate:[/] {'; '.join(result.champion.failures())}"
         )
+
+
+REAL_DATASETS = ("chicago",)
+
+
+def register_real(app: typer.Typer) -> None:
+    """``riskctl real-benchmark``: the whole path on a real public dataset."""
+
+    @app.command("real-benchmark")
+    def real_benchmark(
+        dataset: Annotated[str, typer.Argument(help="Real dataset: chicago")] = "chicago",
+        data: Annotated[
+            Path | None,
+            typer.Option(help="Dataset folder (default: $RISK_REAL_DATA/<name> or shared/data)"),
+        ] = None,
+        workdir: Annotated[
+            Path | None,
+            typer.Option(help="Working folder (default: <$RISK_WORKDIR or .data>/real/<name>)"),
+        ] = None,
+        config: Annotated[Path | None, typer.Option(help="Training configuration")] = None,
+        mlruns: MlrunsOption = None,
+    ) -> None:
+        """Adapt, validate, train and compare on real inspections, beside the published model."""
+        from features.adapters import locate_dataset
+        from features.adapters.chicago import DATASET
+        from training.real_benchmark import CHICAGO_CONFIG, run_chicago
+
+        if dataset not in REAL_DATASETS:
+            raise fail(f"DATASET: unknown dataset {dataset!r}; expected one of {REAL_DATASETS}")
+        cfg = load_or_fail(config or CHICAGO_CONFIG)
+        try:
+            folder = locate_dataset(DATASET, data)
+        except FileNotFoundError as exc:
+            raise fail(f"--data: {exc}") from None
+        ws = Workspace(workdir or Workspace.from_env().root / "real" / dataset)
+        try:
+            bench = run_chicago(folder, ws, config=cfg, mlruns=mlruns)
+        except (FileNotFoundError, ValueError) as exc:
+            raise fail(str(exc)) from None
+        print_real_benchmark(bench)
+        report_registration(bench.result, cfg)
+
+
+def print_real_benchmark(bench) -> None:
+    """Validation, the usual comparison, then every model on the City's own test inspections."""
+    from features.cli import print_validation
+    from training.real_benchmark import CHICAGO_REPORTED
+
+    a = bench.adapter
+    console.print(
+        f"{a.dataset}: {a.rows['registry']:,} establishments, {a.rows['inspections']:,} "
+        f"inspections, {a.rows['complaints']:,} complaints mapped from {a.source_dir}"
+    )
+    print_validation(bench.validation)
+    print_comparison(bench.result)
+    table = Table(
+        title=(
+            f"The City's test inspections ({bench.rows_compared:,} of {bench.city_test_rows:,} "
+            f"kept by our validation), {bench.table['problems'].iloc[0]} with a critical violation"
+        )
+    )
+    cols = ("model", "found in first half", "detection top 10 %", "ROC-AUC", "within-team AUC")
+    for col in (*cols, "Brier", "ECE"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in bench.table.itertuples():
+        table.add_row(
+            r.model,
+            f"{r.share_found_first_half:.1%}",
+            f"{r.detection_top10:.1%}",
+            f"{r.roc_auc:.3f}",
+            f"{r.within_team_auc:.3f}",
+            "" if pd.isna(r.brier) else f"{r.brier:.3f}",
+            "" if pd.isna(r.ece) else f"{r.ece:.3f}",
+        )
+    console.print(table)
+    rep = CHICAGO_REPORTED
+    console.print(
+        f"Reported by the City: {rep['share_found_first_half']:.0%} found in the first half with "
+        f"its model vs {rep['existing_order_first_half']:.0%} in the existing order "
+        f"(source: {rep['source']})."
+    )
+    lenient = bench.result.leniency.sort_values("strictness")
+    console.print(
+        "Inspector teams, strictness on top of the model's expectation (log-odds): "
+        + ", ".join(f"{r.inspector_id} {r.strictness:+.2f}" for r in lenient.itertuples())
+    )

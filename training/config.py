@@ -13,6 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from features.catalogue import FEATURE_NAMES
+
 POLICY_DIR = Path(__file__).parent / "policies"
 DEFAULT_CONFIG = POLICY_DIR / "training.yaml"
 
@@ -63,11 +65,20 @@ class TrainingConfig(_Frozen):
     max_weight: float = Field(50.0, ge=1)
     lightgbm: LightGBMConfig
     calibration: Literal["platt", "isotonic"] = "platt"
+    #: Catalogue features the models leave out (every model: LightGBM and the scorecard).
+    exclude_features: tuple[str, ...] = ()
     tiers: Path = POLICY_DIR / "tiers.yaml"
     rules: Path = POLICY_DIR / "trigger_rules.yaml"
     expert_baseline: Path = POLICY_DIR / "expert_baseline.yaml"
     evaluation: Evaluation = Evaluation()
     gate: Gate = Gate()
+
+    @model_validator(mode="after")
+    def _known_features(self) -> TrainingConfig:
+        unknown = sorted(set(self.exclude_features) - set(FEATURE_NAMES))
+        if unknown:
+            raise ValueError(f"exclude_features: not catalogue features: {', '.join(unknown)}")
+        return self
 
     @model_validator(mode="after")
     def _policy_files_exist(self) -> TrainingConfig:

@@ -265,6 +265,19 @@ def detection_at_share(
     )
 
 
+def share_of_problems_found(
+    y: ArrayLike, score: ArrayLike, share: float, weight: ArrayLike | None = None
+) -> float:
+    """Of all problems, the share found by inspecting the top ``share`` by score first.
+
+    "Critical violations found in the first half of the period" is this at ``share=0.5`` when
+    inspections are done in score order; ties are split as in ``detection_at_share``.
+    """
+    det = detection_at_share(y, score, share, weight)
+    positives = _gain_knots(y, score, weight)[1][-1]
+    return det.detection_rate * det.selected_weight / positives if positives > 0 else np.nan
+
+
 def detection_curve(
     y: ArrayLike, score: ArrayLike, weight: ArrayLike | None = None, points: int = 101
 ) -> pd.DataFrame:

@@ -20,7 +20,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from features.catalogue import CATALOGUE_VERSION, FEATURE_NAMES
+from features.catalogue import CATALOGUE_VERSION
 from features.encode import Encoder
 from training import plots, registry
 from training.baselines import expert_rule_scores
@@ -72,6 +72,9 @@ class TrainResult:
     model_version: str = ""
     champion: GateDecision | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    #: The test-period examples and every model's score on them (for further comparisons).
+    test: pd.DataFrame | None = None
+    test_scores: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def data_fingerprint(validated_dir: Path) -> str | None:
@@ -95,7 +98,7 @@ def fit_model(
     ipw = selection_weights(examples, "ipw", config.max_weight)
     period = examples["period"].to_numpy()
     train, valid = period == "train", period == "valid"
-    encoder = Encoder.fit(examples[train])
+    encoder = Encoder.fit(examples[train], exclude=config.exclude_features)
     fit = fit_lightgbm(
         _matrix(encoder, examples, train, w),
         _matrix(encoder, examples, valid, w),
@@ -256,7 +259,9 @@ def train(
     period = examples["period"].to_numpy()
     train_rows = examples[period == "train"]
     w = selection_weights(examples, config.weighting, config.max_weight)
-    scorecard = Scorecard().fit(train_rows, train_rows["label"].to_numpy(), w[period == "train"])
+    scorecard = Scorecard(features=model.encoder.feature_names).fit(
+        train_rows, train_rows["label"].to_numpy(), w[period == "train"]
+    )
     base_rate = float(np.average(train_rows["label"], weights=w[period == "train"]))
     test = examples[period == "test"].reset_index(drop=True)
     ev = evaluate(model, test, config, scorecard, base_rate)
@@ -271,6 +276,8 @@ def train(
         search=fit.search,
         uncertainty=ev.uncertainty,
         counts={k: int(v) for k, v in counts.items()},
+        test=test,
+        test_scores=ev.scores,
     )
     if register:
         figures = _figures(result, test, ev, config)
@@ -316,7 +323,9 @@ def _track(
         metrics.update({f"draw_{k}": float(v) for k, v in result.draw.items()})
         metrics.update({f"gate_{k}": float(v) for k, v in result.gate_metrics.items()})
         mlflow.log_metrics(metrics)
-        mlflow.set_tags({"views": json.dumps(VIEWS), "feature_names": ",".join(FEATURE_NAMES)})
+        mlflow.set_tags(
+            {"views": json.dumps(VIEWS), "feature_names": ",".join(model.encoder.feature_names)}
+        )
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp)
             result.comparison.to_csv(out / "comparison.csv", index=False)
