@@ -35,7 +35,11 @@ class _Frozen(BaseModel):
 
 
 def _regex(value: str) -> str:
-    re.compile(value)  # a bad pattern fails when the configuration loads, not mid-run
+    """A bad pattern fails when the configuration loads, not mid-run."""
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression ({exc})") from None
     return value
 
 
