@@ -96,6 +96,18 @@ def _mask_index(index: Any) -> Any:
 
 
 def _mask_walk(obj: Any) -> Any:
+    kind = type(obj)  # exact built-in types first: the audit trail masks every payload
+    if kind is str:
+        return obj if "92" not in obj else mask_text(obj)
+    if kind is list:
+        return [v if type(v) is str and "92" not in v else _mask_walk(v) for v in obj]
+    if kind is dict:
+        out_d: dict[Any, Any] = {}
+        for k, v in obj.items():
+            if isinstance(k, str) and "92" in k:
+                k = _mask_key(k, out_d.keys())
+            out_d[k] = v if type(v) is str and "92" not in v else _mask_walk(v)
+        return out_d
     if isinstance(obj, str):
         return mask_text(obj)
     if obj is None or isinstance(obj, bool | int | float | bytes):

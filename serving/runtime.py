@@ -9,6 +9,7 @@ Everything here is plain Python, testable without a server; ``serving.service`` 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -101,7 +102,7 @@ def load(workdir: Path | None, mlruns: Path | None, model_name: str) -> Loaded:
     schemes = model.scheme_names
     names = list(model.encoder.feature_names)
     log.info("loaded %s v%s and %s (%d enterprises)", model_name, mv.version, snapshot, len(frame))
-    return Loaded(
+    state = Loaded(
         model=model,
         model_name=model_name,
         model_version=str(mv.version),
@@ -115,6 +116,8 @@ def load(workdir: Path | None, mlruns: Path | None, model_name: str) -> Loaded:
         values=frame[names].to_numpy(dtype=object),
         X=model.encoder.matrix(frame),
     )
+    rendered(state)  # the JSON spellings tier requests are built from
+    return state
 
 
 def scheme_of(model: RiskModel, scheme: str | None) -> str:
@@ -150,6 +153,11 @@ def explain_all(state: Loaded, block: int = 20_000) -> None:
     log.info("top reasons ready for %d enterprises", len(state.frame))
 
 
+@functools.cache
+def _feature_code(name: str) -> str:
+    return feature(name).code
+
+
 def _reasons(state: Loaded, i: int, k: int, lang: str) -> dict[str, list[dict]]:
     names = state.model.encoder.feature_names
     out: dict[str, list[dict]] = {"reasons_raising_risk": [], "reasons_lowering_risk": []}
@@ -164,13 +172,74 @@ def _reasons(state: Loaded, i: int, k: int, lang: str) -> dict[str, list[dict]]:
             name = names[f]
             out[key].append(
                 {
-                    "code": feature(name).code,
+                    "code": _feature_code(name),
                     "feature": name,
                     "contribution": float(state.contrib[i, offset + j]),
                     "text": render(name, state.values[i, f], lang),
                 }
             )
     return out
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """JSON spellings of the small-domain columns, for :func:`tiers` (built once per state).
+
+    ``tier[s]``/``rule[s]``: per row, a code into ``tier_text[s]``/``rule_text[s]`` (the JSON
+    of each distinct value); ``combo``: per row, a code into ``combo_text`` (the
+    ``"tiers":{...}`` member with every scheme's tier). One byte or two per row and scheme, so
+    a batch is gathered with numpy instead of formatted value by value."""
+
+    tier: dict[str, np.ndarray]
+    tier_text: dict[str, np.ndarray]
+    rule: dict[str, np.ndarray]
+    rule_text: dict[str, np.ndarray]
+    combo: np.ndarray
+    combo_text: np.ndarray
+
+
+def _lookup(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=False)
+    text = np.array([json.dumps(_py(u)) for u in uniques], dtype=object)
+    return codes.astype(np.int32), text
+
+
+def _py(v: object) -> object:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def rendered(state: Loaded) -> Rendered:
+    """``state``'s :class:`Rendered` (computed on first use, then kept on the state)."""
+    got = state.__dict__.get("_rendered")
+    if got is not None:
+        return got
+    tier, tier_text, rule, rule_text = {}, {}, {}, {}
+    for s in state.tiers:
+        tier[s], tier_text[s] = _lookup(state.tiers[s])
+        rule[s], rule_text[s] = _lookup(state.rules[s])
+    names = list(state.tiers)
+    # one code per distinct combination of every scheme's tier
+    combo_key = np.zeros(len(state.frame), dtype=np.int64)
+    for s in names:
+        combo_key = combo_key * (len(tier_text[s]) + 1) + tier[s]
+    _, first_row, combo = np.unique(combo_key, return_index=True, return_inverse=True)
+    combo_text = np.array(
+        [
+            '"tiers":{' + ",".join(f'"{s}":{tier_text[s][tier[s][i]]}' for s in names) + "}"
+            for i in first_row
+        ],
+        dtype=object,
+    )
+    out = Rendered(tier, tier_text, rule, rule_text, combo.astype(np.int32), combo_text)
+    state.__dict__["_rendered"] = out
+    return out
+
+
+def _quoted(code: str) -> str:
+    """JSON string of a code: well-formed and masked codes need no escaping."""
+    if code.isascii() and (code.isalnum() or code.replace("*", "").isalnum()):
+        return f'"{code}"'
+    return json.dumps(code)
 
 
 def tiers(
@@ -187,33 +256,48 @@ def tiers(
 
     Why text built here rather than dicts serialised later: a tier lookup is microseconds,
     while walking a 1,000-item answer generically (masking, JSON conversion) took most of a
-    batch request's time. ``masked`` hides individual businesses' codes (see serving.masking).
+    batch request's time. The batch's columns are gathered with numpy from the JSON spellings
+    in :func:`rendered`, so an item is one string format. ``masked`` hides individual
+    businesses' codes (see serving.masking).
     """
     active = scheme_of(state.model, scheme)
-    rows = [state.index.get(c, -1) for c in codes]
+    index = state.index
+    rows = [index.get(c, -1) for c in codes]
     if reasons:
         known = np.array([r for r in rows if r >= 0], dtype=np.int64)
         _explain_rows(state, known)
-    tiers_of = state.tiers[active]
-    rules_of = state.rules[active]
-    schemes = list(state.tiers.items())
+    rend = rendered(state)
+    if len(rows) <= 8:  # a few codes: indexing item by item beats building arrays
+        at0 = [max(i, 0) for i in rows]
+        prob = [float(state.probability[i]) for i in at0]
+        tier_js = [rend.tier_text[active][rend.tier[active][i]] for i in at0]
+        rule_js = [rend.rule_text[active][rend.rule[active][i]] for i in at0]
+        combo_js = [rend.combo_text[rend.combo[i]] for i in at0]
+        tier_values = [state.tiers[active][i] for i in at0]
+    else:
+        at = np.maximum(np.array(rows, dtype=np.int64), 0)
+        prob = state.probability[at].tolist()
+        tier_js = rend.tier_text[active][rend.tier[active][at]].tolist()
+        rule_js = rend.rule_text[active][rend.rule[active][at]].tolist()
+        combo_js = rend.combo_text[rend.combo[at]].tolist()
+        tier_values = state.tiers[active][at].tolist()
+    head_found = ',"found":true,"probability":'
+    scheme_part = f',"scheme":"{active}","tier":'
     items, summary = [], []
-    for code, i in zip(codes, rows, strict=True):
-        shown = json.dumps(mask(code) if masked else code)
+    for n, (code, i) in enumerate(zip(codes, rows, strict=True)):
+        shown = _quoted(mask(code) if masked else code)
         if i < 0:
             items.append(f'{{"credit_code":{shown},"found":false}}')
             summary.append(None)
             continue
-        all_tiers = ",".join(f'"{s}":{json.dumps(t[i])}' for s, t in schemes)
         item = (
-            f'{{"credit_code":{shown},"found":true,"probability":{float(state.probability[i])!r},'
-            f'"scheme":"{active}","tier":{json.dumps(tiers_of[i])},'
-            f'"rule":{json.dumps(rules_of[i])},"tiers":{{{all_tiers}}}'
+            f'{{"credit_code":{shown}{head_found}{prob[n]!r}{scheme_part}{tier_js[n]}'
+            f',"rule":{rule_js[n]},{combo_js[n]}'
         )
         if reasons:
             item += "," + json.dumps(_reasons(state, i, reasons, lang), ensure_ascii=False)[1:-1]
         items.append(item + "}")
-        summary.append(tiers_of[i])
+        summary.append(tier_values[n])
     head = (
         f'{{"model_version":"{state.model_version}",'
         f'"snapshot_version":"{state.snapshot_version}","results":['

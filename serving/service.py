@@ -60,10 +60,18 @@ def _json(obj: Any) -> Response:
     return Response(body, media_type="application/json")
 
 
+_HEALTH = ["/metrics", "/healthz", "/livez", "/readyz"]  # BentoML's default skip_paths
+
+
 @bentoml.service(
     name="credit-risk-supervision",
     traffic={"timeout": 120},
     workers=int(os.environ.get("RISK_WORKERS", "2")),
+    # Defaults an operator can override in a BentoML configuration file (BENTOML_CONFIG):
+    # the lean paths write no access-log line (each answer is in the audit trail, each refusal
+    # in the service log) and open no OpenTelemetry span; Prometheus metrics still count them.
+    logging={"access": {"skip_paths": [*_HEALTH, "/v1/tiers", "/v1/score"]}},
+    tracing={"excluded_urls": ["/v1/tiers", "/v1/score"]},
 )
 class RiskService:
     """Loads the champion and the latest snapshot at start-up; not ready without both."""
@@ -84,6 +92,8 @@ class RiskService:
         self.desk = DrawDesk(cfg.db, cfg.workdir)
         self.problem = ""
         self.state: runtime.Loaded | None = None
+        global _live
+        _live = self
         try:
             self.state = runtime.load(cfg.workdir, cfg.mlruns, cfg.model)
             threading.Thread(
@@ -119,30 +129,40 @@ class RiskService:
         answer,
         *,
         clear_codes: bool = False,
-    ):
+    ) -> Response:
+        """:meth:`_answer` for a request BentoML parsed (the status goes on ``ctx``: BentoML
+        answers with ``ctx.response.status_code`` when an API takes a context)."""
+        header = ctx.request.headers.get("authorization") or ctx.request.headers.get("x-api-key")
+        shown = await self._answer(header, permission, action, body, answer, clear_codes)
+        ctx.response.status_code = shown.status_code
+        return shown
+
+    async def _answer(
+        self, header: str | None, permission, action: str, body: dict, answer, clear_codes: bool
+    ) -> Response:
         """Authenticate, authorise, answer, mask, audit; refusals → 4xx naming the field.
 
         ``clear_codes``: the answer is about whom to inspect (a draw's targets), which the
         caller holding the permission needs in clear; everywhere else individual businesses'
-        codes are masked for roles without ``UNMASKED``."""
+        codes are masked for roles without ``UNMASKED``. Shared by the BentoML endpoints and
+        the lean path (:class:`KeyFirst`), so both answer, refuse and audit alike."""
         from serving.audit import input_hash
         from serving.auth import Forbidden, Unauthorized
         from serving.masking import mask_codes
 
-        header = ctx.request.headers.get("authorization") or ctx.request.headers.get("x-api-key")
         principal = None
         try:
             principal = self.keys.authenticate(header)
             self.keys.authorize(principal, permission)
             result = await answer(principal)
         except Unauthorized as exc:
-            return self._refuse(ctx, None, action, 401, "authorization", str(exc))
+            return self._refuse(None, action, 401, "authorization", str(exc))
         except Forbidden as exc:
-            return self._refuse(ctx, principal, action, 403, "authorization", str(exc))
+            return self._refuse(principal, action, 403, "authorization", str(exc))
         except runtime.NotReady as exc:
-            return self._refuse(ctx, principal, action, 503, "service", f"not ready: {exc}")
+            return self._refuse(principal, action, 503, "service", f"not ready: {exc}")
         except runtime.BadRequest as exc:
-            return self._refuse(ctx, principal, action, exc.status, exc.field, exc.message)
+            return self._refuse(principal, action, exc.status, exc.field, exc.message)
         if isinstance(result, Answer):  # pre-rendered JSON and what the audit keeps of it
             shown = Response(result.text, media_type="application/json")
             output = result.summary
@@ -159,12 +179,10 @@ class RiskService:
         )
         return shown
 
-    def _refuse(self, ctx, principal, action, status, field, message) -> JSONResponse:
-        """Refusals change no stored state: they go to the (masked) application log only.
-        (BentoML answers with ``ctx.response.status_code`` when an API takes a context.)"""
+    def _refuse(self, principal, action, status, field, message) -> JSONResponse:
+        """Refusals change no stored state: they go to the (masked) application log only."""
         from serving.masking import mask_text
 
-        ctx.response.status_code = status
         who = f"key {principal.key_id} ({principal.role})" if principal else "no valid key"
         log.warning("refused %s → %d %s: %s [%s]", action, status, field, mask_text(message), who)
         return _error(status, field, message)
@@ -176,10 +194,15 @@ class RiskService:
         """Probability and tiers (active policy) for a batch of codes, with top reasons."""
         from serving.auth import Permission
 
+        body, answer = self._tiers_job(codes, scheme, reasons, lang)
+        return await self._serve(ctx, Permission.TIERS, "tiers", body, answer)
+
+    def _tiers_job(self, codes, scheme, reasons, lang):
+        """The audited request body of a tier request and how to answer it."""
         body = {"codes": codes, "scheme": scheme, "reasons": reasons, "lang": lang}
 
         async def answer(principal):
-            from serving.auth import has_permission
+            from serving.auth import Permission, has_permission
 
             state = self._loaded()
             masked = not has_permission(principal.role, Permission.UNMASKED)
@@ -189,13 +212,17 @@ class RiskService:
             digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
             return Answer(text, {"tiers": tiers, "sha256": digest})
 
-        return await self._serve(ctx, Permission.TIERS, "tiers", body, answer)
+        return body, answer
 
     @bentoml.api(route="/v1/score", input_spec=ScoreRequest)
     async def score(self, rows, scheme, reasons, lang, ctx: bentoml.Context) -> dict:
         """Score supplied feature rows (platforms holding their own data)."""
         from serving.auth import Permission
 
+        body, answer = self._score_job(rows, scheme, reasons, lang)
+        return await self._serve(ctx, Permission.TIERS, "score", body, answer)
+
+    def _score_job(self, rows, scheme, reasons, lang):
         plain = [r.model_dump() for r in rows]
         body = {"rows": plain, "scheme": scheme, "reasons": reasons, "lang": lang}
 
@@ -208,7 +235,7 @@ class RiskService:
             )
             return {"model_version": state.model_version, "results": items}
 
-        return await self._serve(ctx, Permission.TIERS, "score", body, answer)
+        return body, answer
 
     @bentoml.api(route="/v1/explain", input_spec=ExplainRequest)
     async def explain(self, credit_code, reasons, lang, ctx: bentoml.Context) -> dict:
@@ -326,9 +353,78 @@ class RiskService:
         return await self._serve(ctx, Permission.INGEST, "ingest", {"results": items}, answer)
 
 
+#: The service instance of this worker process, for the lean path (set when it is created).
+_live: Any = None
+
+#: Paths the lean path answers, and what BentoML's access log and tracing skip by default.
+LEAN_PATHS = ("/v1/tiers", "/v1/score")
+
+_BENTOML_ERROR = {"error": "An unexpected error has occurred, please check the server log."}
+
+
+def _lean_jobs() -> dict[str, tuple[Any, str, str, str]]:
+    """Lean path → (BentoML's own input model for it, job builder, permission, audit action)."""
+    from serving.auth import Permission
+
+    return {
+        "/v1/tiers": (RiskService.apis["tiers"].input_spec, "_tiers_job", Permission.TIERS, "tiers"),
+        "/v1/score": (RiskService.apis["score"].input_spec, "_score_job", Permission.TIERS, "score"),
+    }  # fmt: skip
+
+
+async def _read_body(receive) -> bytes | None:
+    """The whole request body, or None if the client went away first."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+        elif message["type"] == "http.disconnect":
+            return None
+
+
+async def lean_answer(service, path: str, header: str | None, raw: bytes) -> Response:
+    """Answer a JSON POST to a :data:`LEAN_PATHS` path without BentoML's request machinery.
+
+    The body is validated with the very input model BentoML builds for the endpoint, so a bad
+    body gets BentoML's 400 byte for byte (``{"error": "N validation error for …", "detail":
+    [...]}``); then the endpoint's own job runs through :meth:`RiskService._answer` —
+    authentication, role, masking, audit row, refusals — exactly as on the BentoML path."""
+    from pydantic import ValidationError
+
+    spec, job, permission, action = _lean_jobs()[path]
+    try:
+        try:
+            request = spec.model_validate_json(raw or b"{}")
+        except ValidationError as exc:
+            log.warning("refused %s → 400: %d validation error(s)", action, exc.error_count())
+            data = {
+                "error": f"{exc.error_count()} validation error for {exc.title}",
+                "detail": exc.errors(include_context=False, include_input=False),
+            }
+            return JSONResponse(data, status_code=400)
+        fields = {k: getattr(request, k) for k in type(request).model_fields}
+        body, answer = getattr(service, job)(**fields)
+        return await service._answer(header, permission, action, body, answer, False)
+    except Exception:
+        log.exception("%s failed", action)
+        return JSONResponse(_BENTOML_ERROR, status_code=500)
+
+
 class KeyFirst:
     """ASGI middleware: a call to ``/v1/`` without a valid key is answered 401 before its body
-    is read or validated, so anonymous callers learn nothing about the API's inputs."""
+    is read or validated, so anonymous callers learn nothing about the API's inputs.
+
+    It is also the **lean path**: a JSON ``POST`` to ``/v1/tiers`` or ``/v1/score`` is answered
+    here (:func:`lean_answer`) instead of being passed on to BentoML's router, request context,
+    input-model plumbing and response building, which cost several times our own work per
+    request. Everything else (other content types, methods and paths, a worker whose service
+    is not created yet) goes on to BentoML unchanged. Outside this middleware BentoML still
+    applies its Prometheus metrics (``/metrics`` counts these paths too), traffic timeout and
+    error handling; its access log and OpenTelemetry spans skip :data:`LEAN_PATHS` by the
+    service's configuration (see ``RiskService``)."""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -342,14 +438,39 @@ class KeyFirst:
 
         if self.keys is None:
             self.keys = KeyStore(settings().db)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        auth = api_key = content_type = None
+        for k, v in scope["headers"]:
+            name = k.lower()
+            if name == b"authorization":
+                auth = v
+            elif name == b"x-api-key":
+                api_key = v
+            elif name == b"content-type" and content_type is None:
+                content_type = v
+        raw_header = auth or api_key
+        header = raw_header.decode("latin-1") if raw_header is not None else None
         try:
-            self.keys.authenticate(headers.get("authorization") or headers.get("x-api-key"))
+            self.keys.authenticate(header)
         except Unauthorized as exc:
             log.warning("refused %s → 401: %s", scope["path"], exc)
             await _error(401, "authorization", str(exc))(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        path = scope["path"]
+        media = (content_type or b"application/json").split(b";")[0].strip().lower()
+        if (
+            path not in LEAN_PATHS
+            or scope["method"] != "POST"
+            or media != b"application/json"
+            or _live is None
+        ):
+            await self.app(scope, receive, send)
+            return
+        raw = await _read_body(receive)
+        if raw is None:  # the client is gone: nothing to answer, nothing done
+            return
+        response = await lean_answer(_live, path, header, raw)
+        response.headers["server"] = f"BentoML Service/{RiskService.name}"
+        await response(scope, receive, send)
 
 
 RiskService.add_asgi_middleware(KeyFirst)
