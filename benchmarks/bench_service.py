@@ -188,6 +188,18 @@ def stock_server(snapshot: Path, tmp: Path, log: Path, timeout: float = 180) -> 
                 proc.wait()
 
 
+def wait_for_workers(log: Path, workers: int, name: str, timeout: float = 600) -> None:
+    """Until every worker has created its service: ``/readyz`` answers as soon as *one* worker
+    is up, and on a busy machine the second one can still be loading (and not accepting
+    connections) well into the first measured run."""
+    deadline = time.monotonic() + timeout
+    line = f"Service {name} initialized"
+    while log.read_text(errors="replace").count(line) < workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{workers} workers not initialized:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
+
+
 def worker_pids(url: str) -> list[int]:
     """BentoML worker processes of the server listening on ``url``'s port (same process group)."""
     import psutil
@@ -374,6 +386,7 @@ def main() -> int:
     ap.add_argument("--no-stock", action="store_true", help="skip the stock service")
     ap.add_argument("--profile", action="store_true", help="py-spy one worker of ours (tier-1)")
     ap.add_argument("--profile-seconds", type=int, default=8)
+    ap.add_argument("--settle", type=float, default=10, help="seconds after workers are up")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=OUT / "bench_service.md")
     args = ap.parse_args()
@@ -399,6 +412,8 @@ def main() -> int:
                    "RISK_WORKERS": str(workers)}  # fmt: skip
             log = OUT / f"bench_service_ours_w{workers}.log"
             with bentoml_server(env, log) as url:
+                wait_for_workers(log, workers, "credit-risk-supervision")
+                time.sleep(args.settle)  # start-up work (reasons of the snapshot) to finish
                 label = f"ours ({workers} worker{'s' if workers > 1 else ''})"
                 scen = ["tier-1", "tier-1+reasons", "batch-1000"]
                 measure(label, url, token, "/v1/tiers", scen, bodies, script, args, rows)

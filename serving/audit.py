@@ -28,6 +28,17 @@ write lock is taken before the head is read, so two writers cannot both extend t
 ``LOCK TABLE … IN SHARE ROW EXCLUSIVE MODE`` on PostgreSQL. ``seq`` is the primary key, so even
 a broken lock could never fork the chain: the loser gets an integrity error and retries.
 
+Durability: the service answers a request only once the transaction holding its audit row has
+committed (:class:`GroupCommit` resolves the request's future after ``COMMIT`` returns). SQLite
+runs in WAL mode with ``synchronous=NORMAL`` (``RISK_SQLITE_SYNCHRONOUS``, default ``NORMAL``):
+a committed row is in the WAL file before the answer leaves, so it survives a crash, kill or
+restart of the service; the WAL is fsynced at checkpoints, not at each commit, so an operating
+system crash or power loss can lose the transactions committed since the last checkpoint — the
+file then ends at an earlier, intact row (SQLite's rollback is atomic and the chain still
+verifies), which only a published head (see above) reveals. ``RISK_SQLITE_SYNCHRONOUS=FULL``
+fsyncs every group commit instead (one fsync shared by every request in the group). On
+PostgreSQL the server's own ``synchronous_commit`` setting applies.
+
 Personal data: payloads are passed through ``mask`` before they are written. The default masks
 every individual business's code (codes starting with 92, see :mod:`serving.masking`)
 regardless of who asked, because the log outlives the request and is read by auditors, who see
@@ -46,6 +57,7 @@ import enum
 import hashlib
 import json
 import math
+import os
 import sqlite3
 import sys
 import threading
@@ -280,6 +292,14 @@ def database_url(url: str | Path) -> str:
     return f"sqlite:///{Path(s).expanduser().resolve()}"
 
 
+def sqlite_synchronous() -> str:
+    """``RISK_SQLITE_SYNCHRONOUS``: ``NORMAL`` (default) or ``FULL`` (see the module docstring)."""
+    value = os.environ.get("RISK_SQLITE_SYNCHRONOUS", "NORMAL").strip().upper()
+    if value not in ("NORMAL", "FULL", "EXTRA"):
+        raise ValueError(f"RISK_SQLITE_SYNCHRONOUS={value!r}: NORMAL, FULL or EXTRA")
+    return value
+
+
 def make_engine(url: str | Path) -> Engine:
     """An engine with SQLite made transactional and lock-aware.
 
@@ -304,7 +324,7 @@ def make_engine(url: str | Path) -> Engine:
         if not memory:
             cur = dbapi_connection.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute(f"PRAGMA synchronous={sqlite_synchronous()}")
             cur.close()
 
     @event.listens_for(engine, "begin")
@@ -656,7 +676,9 @@ class GroupCommit:
     Why: one transaction per request costs a write lock and a disk sync each (about 150
     requests/s here); a request still waits until its own row is committed — nothing is
     answered before it is in the trail — but every request that arrived meanwhile shares the
-    same commit. Call from an event loop: ``await group.append(...)``.
+    same commit. There is no timer: while one group commits, the next one queues, so groups
+    grow with the load by themselves (a fixed wait would only add latency when it is quiet).
+    Call from an event loop: ``await group.append(...)``.
     """
 
     def __init__(self, log: AuditLog, *, max_batch: int = 1_000) -> None:
@@ -690,11 +712,25 @@ class GroupCommit:
             try:
                 entries = self.log.append_many([item for item, _, _ in batch])
             except Exception as exc:  # every waiting request learns its row was not written
-                for _, loop, future in batch:
-                    loop.call_soon_threadsafe(_settle, future, None, exc)
-                continue
-            for (_, loop, future), entry in zip(batch, entries, strict=True):
-                loop.call_soon_threadsafe(_settle, future, entry, None)
+                outcomes = [(future, None, exc) for _, _, future in batch]
+            else:
+                outcomes = [
+                    (future, entry, None)
+                    for (_, _, future), entry in zip(batch, entries, strict=True)
+                ]
+            # one wake-up per event loop and group, not one per request
+            by_loop: dict[Any, list] = {}
+            for (_, loop, _), outcome in zip(batch, outcomes, strict=True):
+                by_loop.setdefault(loop, []).append(outcome)
+            for loop, settled in by_loop.items():
+                # (a closed event loop raises RuntimeError: nobody is waiting any more)
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_settle_all, settled)
+
+
+def _settle_all(outcomes: list[tuple[Any, Entry | None, BaseException | None]]) -> None:
+    for future, entry, exc in outcomes:
+        _settle(future, entry, exc)
 
 
 def _settle(future: Any, entry: Entry | None, exc: BaseException | None) -> None:

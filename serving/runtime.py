@@ -235,11 +235,15 @@ def rendered(state: Loaded) -> Rendered:
     return out
 
 
+def _bare(text: str) -> bool:
+    """Whether ``text`` is ASCII letters, digits and ``*`` only (no JSON escaping needed):
+    well-formed codes, masked or not."""
+    return text.isascii() and (text.isalnum() or text.replace("*", "").isalnum())
+
+
 def _quoted(code: str) -> str:
     """JSON string of a code: well-formed and masked codes need no escaping."""
-    if code.isascii() and (code.isalnum() or code.replace("*", "").isalnum()):
-        return f'"{code}"'
-    return json.dumps(code)
+    return f'"{code}"' if _bare(code) else json.dumps(code)
 
 
 def tiers(
@@ -281,28 +285,28 @@ def tiers(
         rule_js = rend.rule_text[active][rend.rule[active][at]].tolist()
         combo_js = rend.combo_text[rend.combo[at]].tolist()
         tier_values = state.tiers[active][at].tolist()
-    head_found = ',"found":true,"probability":'
+    shown = [mask(c) for c in codes] if masked else codes
+    quoted = [f'"{c}"' for c in shown] if _bare("".join(shown)) else [_quoted(c) for c in shown]
+    found = ',"found":true,"probability":'
     scheme_part = f',"scheme":"{active}","tier":'
-    items, summary = [], []
-    for n, (code, i) in enumerate(zip(codes, rows, strict=True)):
-        shown = _quoted(mask(code) if masked else code)
-        if i < 0:
-            items.append(f'{{"credit_code":{shown},"found":false}}')
-            summary.append(None)
-            continue
-        item = (
-            f'{{"credit_code":{shown}{head_found}{prob[n]!r}{scheme_part}{tier_js[n]}'
-            f',"rule":{rule_js[n]},{combo_js[n]}'
-        )
-        if reasons:
-            item += "," + json.dumps(_reasons(state, i, reasons, lang), ensure_ascii=False)[1:-1]
-        items.append(item + "}")
-        summary.append(tier_values[n])
+    items = [
+        f'{{"credit_code":{q}{found}{p!r}{scheme_part}{t},"rule":{r},{c}'
+        if i >= 0
+        else f'{{"credit_code":{q},"found":false'
+        for q, i, p, t, r, c in zip(quoted, rows, prob, tier_js, rule_js, combo_js, strict=True)
+    ]
+    if reasons:
+        for n, i in enumerate(rows):
+            if i >= 0:
+                more = json.dumps(_reasons(state, i, reasons, lang), ensure_ascii=False)
+                items[n] += "," + more[1:-1]
+    summary = [v if i >= 0 else None for i, v in zip(rows, tier_values, strict=True)]
     head = (
         f'{{"model_version":"{state.model_version}",'
         f'"snapshot_version":"{state.snapshot_version}","results":['
     )
-    return head + ",".join(items) + "]}", summary
+    body = "},".join(items) + "}" if items else ""  # each item still lacks its closing brace
+    return head + body + "]}", summary
 
 
 def score_rows(

@@ -7,13 +7,14 @@ OpenAPI document, so the published contract and the validation are one thing.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from features.catalogue import CATALOGUE
-from features.credit_code import is_well_formed
+from features.credit_code import CODE_PATTERN, is_well_formed
 
 #: Largest batch one request may carry (tiers, scoring, ingestion).
 MAX_BATCH = 1_000
@@ -21,6 +22,13 @@ MAX_BATCH = 1_000
 Lang = Literal["zh", "en"]
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+#: Comma-terminated well-formed codes, many at once. When the joined batch matches and is 19
+#: characters per code, the commas are exactly the separators (a code holding a comma would
+#: add a segment), so every code is one ``is_well_formed`` accepts; otherwise the batch is
+#: checked code by code, which names the first bad one.
+_ALL_CODES = re.compile(f"(?:{CODE_PATTERN.pattern.removeprefix('^').removesuffix('$')},)*")
 
 
 def check_code(value: str, where: str = "credit_code") -> str:
@@ -46,7 +54,10 @@ class TiersRequest(BaseModel):
     @field_validator("codes")
     @classmethod
     def _codes(cls, codes: list[str]) -> list[str]:
-        for i, c in enumerate(codes):
+        joined = ",".join(codes) + ","
+        if len(joined) == 19 * len(codes) and _ALL_CODES.fullmatch(joined):  # one regex pass
+            return codes
+        for i, c in enumerate(codes):  # some code is bad (or unusual): name the first one
             check_code(c, f"codes[{i}]")
         return codes
 

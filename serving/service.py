@@ -47,9 +47,9 @@ def _error(status: int, field: str, message: str) -> JSONResponse:
 
 @dataclass(frozen=True)
 class Answer:
-    """A pre-rendered JSON answer and the summary of it the audit trail keeps."""
+    """A pre-rendered JSON answer (UTF-8) and the summary of it the audit trail keeps."""
 
-    text: str
+    text: bytes
     summary: dict
 
 
@@ -223,8 +223,8 @@ class RiskService:
             text, tiers = runtime.tiers(
                 state, codes, scheme=scheme, reasons=reasons, lang=lang, masked=masked
             )
-            digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-            return Answer(text, {"tiers": tiers, "sha256": digest})
+            raw = text.encode("utf-8")  # once, for the digest and the response
+            return Answer(raw, {"tiers": tiers, "sha256": hashlib.sha256(raw).hexdigest()})
 
         return body, answer
 
