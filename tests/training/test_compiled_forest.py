@@ -86,6 +86,32 @@ def test_compiled_scores_equal_lightgbm_bit_for_bit(name: str) -> None:
     assert np.abs(cf.sigmoid(ours) - booster.predict(X)).max() <= 1e-15
 
 
+def test_the_models_cover_every_split_encoding() -> None:
+    """The bit-for-bit tests above exercise every branch of the range test and mask width."""
+    seen = {}
+    for name in ("default", "leafwise_deep", "depth_limited_small_bins"):
+        forest = cf.CompiledForest.from_booster(train(MODELS[name]))
+        hi = forest.split_lo.astype(int) + forest.split_span
+        seen[forest.split_mask.dtype] = name
+        assert (hi == cf.NAN_BIN).any() and (hi < cf.NAN_BIN).any()  # NaN right and left
+        # lo = 1 with NaN right: the widest range (span 254), where wrap-around must stay left
+        assert ((forest.split_lo == 1) & (hi == cf.NAN_BIN)).any()
+        assert len(forest.cat_feature) > 0
+    assert set(seen) == {np.dtype(np.uint16), np.dtype(np.uint32), np.dtype(np.uint64)}
+
+
+@pytest.mark.parametrize("n", [0, 1, cf.BLOCK - 1, cf.BLOCK, cf.BLOCK + 1, 5 * cf.BLOCK + 7])
+def test_partial_blocks(n: int) -> None:
+    booster = train({})
+    rows = fresh_rows(booster, 4_000)[-n:] if n else np.empty((0, N_FEATURES))
+    forest = cf.CompiledForest.from_booster(booster)
+    for threads in (1, 2):
+        ours = forest.raw_score(rows, threads=threads)
+        assert ours.shape == (n,)
+        if n:
+            assert np.array_equal(ours, booster.predict(rows, raw_score=True))
+
+
 def test_single_leaf_trees_and_best_iteration() -> None:
     X, y = training_data()
     valid = lgb.Dataset(*training_data(1_000, seed=9), categorical_feature=CATEGORICAL)
