@@ -88,7 +88,7 @@ def test_compiled_scores_equal_lightgbm_bit_for_bit(name: str) -> None:
 
 def test_the_models_cover_every_split_encoding() -> None:
     """The bit-for-bit tests above exercise every branch of the range test and mask width."""
-    seen = {}
+    seen, binned_by_search = {}, []
     for name in ("default", "leafwise_deep", "depth_limited_small_bins"):
         forest = cf.CompiledForest.from_booster(train(MODELS[name]))
         hi = forest.split_lo.astype(int) + forest.split_span
@@ -97,6 +97,9 @@ def test_the_models_cover_every_split_encoding() -> None:
         # lo = 1 with NaN right: the widest range (span 254), where wrap-around must stay left
         assert ((forest.split_lo == 1) & (hi == cf.NAN_BIN)).any()
         assert len(forest.cat_feature) > 0
+        sizes = [len(t) for f, t in enumerate(forest.thresholds) if not forest.categorical[f]]
+        binned_by_search.append(max(sizes) > cf.LINEAR)  # else counted over the block
+    assert any(binned_by_search) and not all(binned_by_search)
     assert set(seen) == {np.dtype(np.uint16), np.dtype(np.uint32), np.dtype(np.uint64)}
 
 
