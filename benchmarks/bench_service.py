@@ -19,7 +19,8 @@ same bodies and the same Lua script for scenarios 1 and 3.
 Every request is valid, so any non-2xx answer (wrk's "Non-2xx or 3xx responses", which counts
 status ≥ 400) or socket error is a failure; the run exits 1 if there is any. The 1-minute load
 average just before each measured run is reported, since other work on the machine skews it. Each server is
-checked once with httpx (status and item count) before it is loaded. wrk runs on the same
+checked once with httpx (status and item count) before it is loaded; ours only once every
+worker has created its service (``--settle`` seconds later, for the start-up reasons). wrk runs on the same
 machine as the servers and shares their cores.
 
 Without ``--workdir``/``--mlruns`` a workspace and champion are built once under

@@ -14,6 +14,7 @@ default ``sqlite:///<workdir>/service.db``), ``RISK_MODEL`` (registered model na
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import json
@@ -376,6 +377,7 @@ LEAN_PATHS = ("/v1/tiers", "/v1/score")
 _BENTOML_ERROR = {"error": "An unexpected error has occurred, please check the server log."}
 
 
+@functools.cache
 def _lean_jobs() -> dict[str, tuple[Any, str, str, str]]:
     """Lean path → (BentoML's own input model for it, job builder, permission, audit action)."""
     from serving.auth import Permission
