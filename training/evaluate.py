@@ -273,9 +273,11 @@ def share_of_problems_found(
     "Critical violations found in the first half of the period" is this at ``share=0.5`` when
     inspections are done in score order; ties are split as in ``detection_at_share``.
     """
-    det = detection_at_share(y, score, share, weight)
-    positives = _gain_knots(y, score, weight)[1][-1]
-    return det.detection_rate * det.selected_weight / positives if positives > 0 else np.nan
+    if not (0 < share <= 1):
+        raise ValueError(f"share must be in (0, 1], got {share}")
+    cum_w, cum_p = _gain_knots(y, score, weight)
+    found = float(np.interp(share * cum_w[-1], cum_w, cum_p))
+    return found / cum_p[-1] if cum_p[-1] > 0 else np.nan
 
 
 def detection_curve(

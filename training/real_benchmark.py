@@ -33,7 +33,6 @@ CHICAGO_CONFIG = POLICY_DIR / "chicago.yaml"
 
 #: What the City reported for its pilot (September–October 2014), quoted with its source.
 CHICAGO_REPORTED = {
-    "model": "City of Chicago model, as reported",
     "share_found_first_half": 0.69,
     "existing_order_first_half": 0.55,
     "source": (
@@ -50,21 +49,28 @@ PROBABILISTIC = ("lightgbm", "scorecard", "city_glmnet", "city_xgboost")
 
 @dataclass
 class RealBenchmark:
-    dataset: str
     adapter: chicago.AdapterSummary
     validation: ValidationReport
     result: TrainResult
     #: Every model on the City's test inspections (the rows both it and we kept).
     table: pd.DataFrame
-    rows_compared: int
     city_test_rows: int
+
+    @property
+    def rows_compared(self) -> int:
+        return int(self.table["inspections"].iloc[0])
+
+
+def _ranks(score: np.ndarray) -> np.ndarray:
+    """An order as values in (0, 1] (ties share a rank): AUC needs only the order."""
+    return pd.Series(score).rank(pct=True).to_numpy()
 
 
 def order_metrics(y: np.ndarray, score: np.ndarray, probabilistic: bool) -> dict[str, float]:
     """The figures regulators compare: problems found in the first half, top-10 % detection,
     ROC-AUC, and calibration (Brier, ECE) for models that give probabilities."""
-    # orders that are not probabilities (dates, rule levels) enter as ranks: AUC only needs order
-    m = binary_metrics(y, score if probabilistic else pd.Series(score).rank(pct=True).to_numpy())
+    # orders that are not probabilities (dates, rule levels) enter as ranks
+    m = binary_metrics(y, score if probabilistic else _ranks(score))
     return {
         "share_found_first_half": share_of_problems_found(y, score, 0.5),
         "detection_top10": detection_at_share(y, score, 0.10).detection_rate,
@@ -91,7 +97,7 @@ def within_team_auc(y: np.ndarray, score: np.ndarray, team: np.ndarray) -> float
     for t in np.unique(team):
         m = team == t
         if 0 < y[m].sum() < m.sum():
-            aucs.append(binary_metrics(y[m], pd.Series(score[m]).rank(pct=True))["roc_auc"])
+            aucs.append(binary_metrics(y[m], _ranks(score[m]))["roc_auc"])
             sizes.append(m.sum())
     return float(np.average(aucs, weights=sizes)) if aucs else np.nan
 
@@ -159,11 +165,9 @@ def run_chicago(
     published = chicago.published_scores(data_dir)
     table = compare_on_city_test(result, published, team_rates(workspace.validated, result))
     return RealBenchmark(
-        dataset=chicago.DATASET,
         adapter=summary,
         validation=run.validation,
         result=result,
         table=table,
-        rows_compared=int(table["inspections"].iloc[0]),
         city_test_rows=len(published),
     )
