@@ -8,6 +8,7 @@ labels, training, evaluation — is the path a province's own data takes.
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -20,14 +21,20 @@ SHARED_DATA = Path("shared") / "data"
 
 def locate_dataset(name: str, given: Path | None = None) -> Path:
     """The folder of a real dataset: ``given``, else ``$RISK_REAL_DATA/<name>``, else the
-    nearest ``shared/data/<name>`` beside the repository or one of its parents."""
+    nearest ``shared/data/<name>`` above the repository — or above the checkout it was cloned
+    from, so that a fresh clone made for CI (``git clone /work/main /tmp/x``) still finds the
+    team's data beside the original checkout."""
     if given is not None:
         candidates = [Path(given)]
     elif os.environ.get("RISK_REAL_DATA"):
         candidates = [Path(os.environ["RISK_REAL_DATA"]) / name]
     else:
         here = Path(__file__).resolve().parent
-        candidates = [p / SHARED_DATA / name for p in here.parents]
+        roots = [*here.parents]
+        origin = _local_origin(here)
+        if origin is not None:
+            roots += [origin, *origin.parents]
+        candidates = list(dict.fromkeys(p / SHARED_DATA / name for p in roots))
     for folder in candidates:
         if folder.is_dir():
             return folder
@@ -35,6 +42,25 @@ def locate_dataset(name: str, given: Path | None = None) -> Path:
         f"dataset {name!r} not found (looked in {', '.join(str(c) for c in candidates[:3])}"
         f"{' …' if len(candidates) > 3 else ''}); pass --data or set RISK_REAL_DATA"
     )
+
+
+def _local_origin(inside: Path) -> Path | None:
+    """The checkout this repository was cloned from, when ``origin`` is a local folder."""
+    try:
+        url = subprocess.run(
+            ["git", "-C", str(inside), "config", "--get", "remote.origin.url"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    url = url.removeprefix("file://")
+    if not url or "://" in url or not Path(url).is_absolute():
+        return None
+    origin = Path(url).resolve()
+    return origin if origin.is_dir() else None
 
 
 def write_sources(frames: dict[str, pd.DataFrame], out_dir: Path) -> dict[str, int]:

@@ -218,3 +218,26 @@ def test_locate_dataset_names_where_it_looked(tmp_path: Path, monkeypatch) -> No
         locate_dataset("nothing-here")
     (tmp_path / "some-city").mkdir()
     assert locate_dataset("some-city") == tmp_path / "some-city"
+
+
+def test_locate_dataset_looks_beside_the_checkout_a_clone_came_from(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """CI runs on a fresh clone somewhere else; the team's data sit beside the original."""
+    import subprocess
+
+    from features import adapters
+
+    team = tmp_path / "team"
+    origin, clone = team / "main", tmp_path / "elsewhere" / "clone"
+    (team / "shared" / "data" / "some-city").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(origin)], check=True)
+    subprocess.run(["git", "init", "-q", str(clone)], check=True)
+    subprocess.run(["git", "-C", str(clone), "remote", "add", "origin", str(origin)], check=True)
+    package = clone / "features" / "adapters"
+    package.mkdir(parents=True)
+    monkeypatch.delenv("RISK_REAL_DATA", raising=False)
+    monkeypatch.setattr(adapters, "__file__", str(package / "__init__.py"))
+    assert adapters.locate_dataset("some-city") == team / "shared" / "data" / "some-city"
+    with pytest.raises(FileNotFoundError, match="nothing-here"):
+        adapters.locate_dataset("nothing-here")
