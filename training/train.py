@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import matplotlib
 import mlflow
 import numpy as np
 import pandas as pd
@@ -379,7 +378,6 @@ def _chosen_params(result: TrainResult) -> dict:
 
 def _figures(result: TrainResult, test: pd.DataFrame, ev: Evaluation, config: TrainingConfig):
     """Calibration (random view), gain charts of every model, slices, the tier distribution."""
-    matplotlib.use("Agg")
     ipw = selection_weights(test, "ipw", config.max_weight)
     mask, w = view(test, "random", ipw)
     y = test["label"].to_numpy()[mask]

@@ -282,3 +282,21 @@ def test_cli_explains_and_refuses_bad_input_without_changing_anything(
         assert result.exit_code == 2, (args, result.output)
         assert message in " ".join(result.output.split()), (args, result.output)
     assert (hash_tree(Path(workdir)), hash_tree(mlruns)) == before
+
+
+def test_shap_figures_leave_pyplot_interactive_mode_as_they_found_it() -> None:
+    """SHAP's plots switch pyplot's interactive mode off; a notebook's inline plots need it on."""
+    import matplotlib.pyplot as plt
+
+    from training.explain import figures
+
+    frame = pd.DataFrame({"a": [1.0, 2.0], "b": [0.0, 3.0]})
+    expl = figures.explanation(np.array([[0.5, -0.2], [0.1, 0.3]]), -1.0, frame)
+    was = plt.isinteractive()
+    try:
+        for mode in (True, False):
+            plt.interactive(mode)
+            png = figures.waterfall_png(expl[0])
+            assert png.startswith(b"\x89PNG") and plt.isinteractive() is mode
+    finally:
+        plt.interactive(was)

@@ -2,17 +2,22 @@
 
 Why SHAP's own plots: auditors and data scientists know them, and they read the same
 ``shap.Explanation`` whatever computed the numbers. SHAP draws through pyplot's global state,
-so each figure is made under a lock on the Agg backend and closed once rendered to PNG bytes.
+so each figure is made under a lock, rendered to PNG bytes and closed. Outside notebooks pyplot
+runs on the file backend (a server or CLI must never open a window); a notebook keeps its inline
+backend, and pyplot's interactive mode, which SHAP's plots switch off, is restored after each
+figure.
 """
 
 from __future__ import annotations
 
 import io
+import sys
 import threading
 
 import matplotlib
 
-matplotlib.use("Agg")
+if "ipykernel" not in sys.modules:
+    matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -34,6 +39,7 @@ def explanation(values: np.ndarray, base_value: float, data: pd.DataFrame) -> sh
 
 def _png(draw, size: tuple[float, float]) -> bytes:
     with _LOCK:
+        interactive = plt.isinteractive()
         fig = plt.figure(figsize=size)
         try:
             draw()
@@ -44,6 +50,7 @@ def _png(draw, size: tuple[float, float]) -> bytes:
             return buf.getvalue()
         finally:
             plt.close("all")
+            plt.interactive(interactive)
 
 
 def summary_png(expl: shap.Explanation, max_display: int = 15) -> bytes:
