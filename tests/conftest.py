@@ -8,6 +8,7 @@ import pytest
 
 from features.pipeline import FeatureRun, run_synthetic
 from features.workspace import Workspace
+from tests.postgres import database, postgres_db, postgres_server, postgres_url  # noqa: F401
 
 ENTERPRISES = 4_000
 SEED = 11

@@ -1,7 +1,9 @@
 """Audit trail: the chain verifies, every kind of tampering is named, appends are serialised.
 
-SQLite only (no PostgreSQL server here). Tampering goes through ``sqlite3`` directly, after
-dropping the append-only triggers, exactly as someone with the file would do it.
+Every test runs twice: on a SQLite file and on a real PostgreSQL server (``tests/postgres.py``).
+Tampering goes around the project's code — ``sqlite3`` on the file, ``psycopg`` as the
+PostgreSQL superuser — after dropping the append-only triggers, exactly as someone with the
+file or the superuser's password would do it.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DatabaseError
 
 from serving.audit import GENESIS, AuditLog, canonical_json, input_hash
+from tests.postgres import Database
 
 PERSON = "92371000MA3MXH0E3W"  # an individual business: personal data
 COMPANY = "9144030071526726XG"
@@ -40,15 +42,18 @@ def fill(log: AuditLog, n: int) -> list:
     ]
 
 
-def tamper(db: Path, *statements: str) -> None:
-    """Drop the triggers and run ``statements`` on the raw file, as an intruder would."""
-    con = sqlite3.connect(db)
-    con.execute("DROP TRIGGER audit_log_no_update")
-    con.execute("DROP TRIGGER audit_log_no_delete")
-    for s in statements:
-        con.execute(s)
-    con.commit()
-    con.close()
+_DROP_TRIGGERS = {
+    "sqlite": ("DROP TRIGGER audit_log_no_update", "DROP TRIGGER audit_log_no_delete"),
+    "postgresql": (
+        "DROP TRIGGER audit_log_no_change ON audit_log",
+        "DROP TRIGGER audit_log_no_truncate ON audit_log",
+    ),
+}
+
+
+def tamper(db: Database, *statements: str) -> None:
+    """Drop the triggers and run ``statements`` directly, as an intruder would."""
+    db.execute(*_DROP_TRIGGERS[db.kind], *statements)
 
 
 def rehash(row: dict) -> str:
@@ -56,21 +61,18 @@ def rehash(row: dict) -> str:
     return hashlib.sha256(canonical_json(fields).encode()).hexdigest()
 
 
-def raw_rows(db: Path) -> list[dict]:
-    con = sqlite3.connect(db)
-    con.row_factory = sqlite3.Row
-    rows = [dict(r) for r in con.execute("SELECT * FROM audit_log ORDER BY seq")]
-    con.close()
-    return rows
+def raw_rows(db: Database) -> list[dict]:
+    return db.query("SELECT * FROM audit_log ORDER BY seq")
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "service.db"
+def db(database: Database) -> Database:
+    """An empty SQLite file, then an empty PostgreSQL database (see ``tests/postgres.py``)."""
+    return database
 
 
-def test_chain_links_every_row_and_verifies(db: Path) -> None:
-    log = AuditLog(db)
+def test_chain_links_every_row_and_verifies(db: Database) -> None:
+    log = AuditLog(db.url)
     entries = fill(log, 20)
     assert [e.seq for e in entries] == list(range(1, 21))
     assert entries[0].prev_hash == GENESIS
@@ -79,8 +81,8 @@ def test_chain_links_every_row_and_verifies(db: Path) -> None:
     assert report.ok and report.checked == 20 and report.first_broken_seq is None
 
 
-def test_hash_covers_every_field_including_prev_hash(db: Path) -> None:
-    log = AuditLog(db)
+def test_hash_covers_every_field_including_prev_hash(db: Database) -> None:
+    log = AuditLog(db.url)
     fill(log, 2)
     row = raw_rows(db)[1]
     assert row["hash"] == rehash(row)
@@ -88,14 +90,14 @@ def test_hash_covers_every_field_including_prev_hash(db: Path) -> None:
         assert rehash({**row, name: other}) != row["hash"], name
 
 
-def test_empty_log_verifies_and_has_no_head(db: Path) -> None:
-    log = AuditLog(db)
+def test_empty_log_verifies_and_has_no_head(db: Database) -> None:
+    log = AuditLog(db.url)
     assert log.head() is None
     assert log.verify().ok and log.verify().checked == 0
 
 
-def test_head_changes_with_each_append(db: Path) -> None:
-    log = AuditLog(db)
+def test_head_changes_with_each_append(db: Database) -> None:
+    log = AuditLog(db.url)
     seen = set()
     for i in range(5):
         e = log.append("k", "admin", "promote", payload={"i": i})
@@ -105,24 +107,24 @@ def test_head_changes_with_each_append(db: Path) -> None:
     assert len(seen) == 5
 
 
-def test_identical_appends_still_get_distinct_hashes(db: Path) -> None:
-    log = AuditLog(db)
+def test_identical_appends_still_get_distinct_hashes(db: Database) -> None:
+    log = AuditLog(db.url)
     a = log.append("k", "platform", "tiers", payload={"same": 1})
     b = log.append("k", "platform", "tiers", payload={"same": 1})
     assert a.hash != b.hash and log.verify().ok
 
 
-def test_reopening_the_file_keeps_the_chain(db: Path) -> None:
-    first = fill(AuditLog(db), 5)
-    log = AuditLog(db)
+def test_reopening_the_file_keeps_the_chain(db: Database) -> None:
+    first = fill(AuditLog(db.url), 5)
+    log = AuditLog(db.url)
     assert log.head().hash == first[-1].hash
     e = log.append("k", "auditor", "audit", payload={})
     assert e.seq == 6 and e.prev_hash == first[-1].hash
     assert log.verify().ok and log.verify().checked == 6
 
 
-def test_entries_filter_and_page(db: Path) -> None:
-    log = AuditLog(db)
+def test_entries_filter_and_page(db: Database) -> None:
+    log = AuditLog(db.url)
     fill(log, 10)
     assert [e.seq for e in log.entries(action="tiers")] == [2, 4, 6, 8, 10]
     assert [e.seq for e in log.entries(since=7)] == [8, 9, 10]
@@ -139,28 +141,32 @@ def test_entries_filter_and_page(db: Path) -> None:
     assert e.to_dict()["payload"] == e.payload
 
 
-def test_payloads_are_masked_by_default(db: Path) -> None:
-    log = AuditLog(db)
+def test_payloads_are_masked_by_default(db: Database) -> None:
+    log = AuditLog(db.url)
     e = log.append("k", "admin", "explain", payload={"code": PERSON, "note": f"asked {PERSON}"})
     assert e.payload == {"code": "92371000*********W", "note": "asked 92371000*********W"}
-    assert PERSON not in db.read_bytes().decode("latin-1") + _wal(db)
+    assert PERSON not in _stored(db)
     assert log.verify().ok
 
 
-def test_mask_none_writes_the_payload_as_given(db: Path) -> None:
-    log = AuditLog(db, mask=None)
+def test_mask_none_writes_the_payload_as_given(db: Database) -> None:
+    log = AuditLog(db.url, mask=None)
     e = log.append("k", "admin", "explain", payload={"code": PERSON})
     assert e.payload == {"code": PERSON}
 
 
-def test_a_custom_mask_is_applied(db: Path) -> None:
-    log = AuditLog(db, mask=lambda p: {k: "x" for k in p})
+def test_a_custom_mask_is_applied(db: Database) -> None:
+    log = AuditLog(db.url, mask=lambda p: {k: "x" for k in p})
     assert log.append("k", "admin", "a", payload={"secret": 1}).payload == {"secret": "x"}
 
 
-def _wal(db: Path) -> str:
-    wal = db.with_name(db.name + "-wal")
-    return wal.read_bytes().decode("latin-1") if wal.exists() else ""
+def _stored(db: Database) -> str:
+    """What the database holds: the SQLite file and its WAL byte for byte; on PostgreSQL, every
+    column of every row as text (its files are the server's)."""
+    if db.kind == "postgresql":
+        return json.dumps(raw_rows(db), ensure_ascii=False)
+    wal = db.path.with_name(db.path.name + "-wal")
+    return (db.path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")).decode("latin-1")
 
 
 def test_canonical_json_is_stable_and_handles_numpy_dates_nan() -> None:
@@ -181,36 +187,32 @@ def test_canonical_json_is_stable_and_handles_numpy_dates_nan() -> None:
 # -- append-only ----------------------------------------------------------------------------
 
 
-def test_update_and_delete_are_refused_by_triggers(db: Path) -> None:
-    log = AuditLog(db)
+def test_update_and_delete_are_refused_by_triggers(db: Database) -> None:
+    log = AuditLog(db.url)
     fill(log, 3)
-    con = sqlite3.connect(db)
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        con.execute("UPDATE audit_log SET actor = 'someone else' WHERE seq = 2")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        con.execute("DELETE FROM audit_log WHERE seq = 3")
-    con.close()
+    with pytest.raises(db.driver_error, match="append-only"):
+        db.execute("UPDATE audit_log SET actor = 'someone else' WHERE seq = 2")
+    with pytest.raises(db.driver_error, match="append-only"):
+        db.execute("DELETE FROM audit_log WHERE seq = 3")
     with pytest.raises(DatabaseError, match="append-only"), log.engine.begin() as conn:
         conn.execute(text("DELETE FROM audit_log"))
     assert log.verify().ok and log.verify().checked == 3
     assert not any(hasattr(log, m) for m in ("update", "delete", "remove", "truncate"))
 
 
-def test_reopening_restores_dropped_triggers(db: Path) -> None:
-    fill(AuditLog(db), 2)
+def test_reopening_restores_dropped_triggers(db: Database) -> None:
+    fill(AuditLog(db.url), 2)
     tamper(db)
-    AuditLog(db)
-    con = sqlite3.connect(db)
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        con.execute("DELETE FROM audit_log")
-    con.close()
+    AuditLog(db.url)
+    with pytest.raises(db.driver_error, match="append-only"):
+        db.execute("DELETE FROM audit_log")
 
 
 # -- tampering is named ----------------------------------------------------------------------
 
 
-def test_changed_payload_is_named(db: Path) -> None:
-    log = AuditLog(db)
+def test_changed_payload_is_named(db: Database) -> None:
+    log = AuditLog(db.url)
     fill(log, 8)
     tamper(db, """UPDATE audit_log SET payload = '{"codes":[],"i":4}' WHERE seq = 5""")
     report = log.verify()
@@ -219,8 +221,8 @@ def test_changed_payload_is_named(db: Path) -> None:
     assert "hash mismatch on row 5" in report.reason
 
 
-def test_changed_hash_is_named(db: Path) -> None:
-    log = AuditLog(db)
+def test_changed_hash_is_named(db: Database) -> None:
+    log = AuditLog(db.url)
     fill(log, 8)
     tamper(db, f"UPDATE audit_log SET hash = '{'f' * 64}' WHERE seq = 6")
     report = log.verify()
@@ -228,8 +230,8 @@ def test_changed_hash_is_named(db: Path) -> None:
     assert "hash mismatch on row 6" in report.reason
 
 
-def test_forged_row_with_recomputed_hash_breaks_the_next_link(db: Path) -> None:
-    log = AuditLog(db)
+def test_forged_row_with_recomputed_hash_breaks_the_next_link(db: Database) -> None:
+    log = AuditLog(db.url)
     fill(log, 8)
     row = raw_rows(db)[2]  # seq 3
     row["actor"] = "innocent"
@@ -240,8 +242,8 @@ def test_forged_row_with_recomputed_hash_breaks_the_next_link(db: Path) -> None:
     assert "prev_hash of row 4 does not match the hash of row 3" in report.reason
 
 
-def test_forged_first_row_is_named(db: Path) -> None:
-    log = AuditLog(db)
+def test_forged_first_row_is_named(db: Database) -> None:
+    log = AuditLog(db.url)
     fill(log, 3)
     row = raw_rows(db)[0]
     row["prev_hash"] = "1" * 64
@@ -254,8 +256,8 @@ def test_forged_first_row_is_named(db: Path) -> None:
 
 
 @pytest.mark.parametrize("gone", [1, 4, 7])
-def test_deleted_row_is_named(db: Path, gone: int) -> None:
-    log = AuditLog(db)
+def test_deleted_row_is_named(db: Database, gone: int) -> None:
+    log = AuditLog(db.url)
     fill(log, 8)
     tamper(db, f"DELETE FROM audit_log WHERE seq = {gone}")
     report = log.verify()
@@ -263,8 +265,8 @@ def test_deleted_row_is_named(db: Path, gone: int) -> None:
     assert f"row {gone} is missing" in report.reason
 
 
-def test_reordered_rows_are_named(db: Path) -> None:
-    log = AuditLog(db)
+def test_reordered_rows_are_named(db: Database) -> None:
+    log = AuditLog(db.url)
     fill(log, 8)
     # Swap rows 4 and 5 wholesale (every column, stored hashes included) but keep seq order.
     cols = "at, actor, role, action, model_version, snapshot_version, input_hash, payload, prev_hash, hash"
@@ -282,8 +284,8 @@ def test_reordered_rows_are_named(db: Path) -> None:
     assert "hash mismatch on row 4" in report.reason
 
 
-def test_rechained_rewrite_and_truncation_are_caught_against_a_published_head(db: Path) -> None:
-    log = AuditLog(db)
+def test_rechained_rewrite_and_truncation_are_caught_against_a_published_head(db: Database) -> None:
+    log = AuditLog(db.url)
     fill(log, 6)
     published = log.head().anchor
     # Rewrite row 3 and re-hash every later row: a self-consistent chain again ...
@@ -305,8 +307,8 @@ def test_rechained_rewrite_and_truncation_are_caught_against_a_published_head(db
     assert "no longer has the published hash" in report.reason
 
 
-def test_truncated_tail_is_caught_against_a_published_head(db: Path) -> None:
-    log = AuditLog(db)
+def test_truncated_tail_is_caught_against_a_published_head(db: Database) -> None:
+    log = AuditLog(db.url)
     fill(log, 6)
     published = log.head().anchor
     tamper(db, "DELETE FROM audit_log WHERE seq > 4")
@@ -317,11 +319,13 @@ def test_truncated_tail_is_caught_against_a_published_head(db: Path) -> None:
     assert log.verify(published=log.head().anchor).ok
 
 
-def test_verify_walks_more_rows_than_one_batch(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_verify_walks_more_rows_than_one_batch(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import serving.audit as audit
 
     monkeypatch.setattr(audit, "VERIFY_BATCH", 3)
-    log = AuditLog(db)
+    log = AuditLog(db.url)
     fill(log, 10)
     assert log.verify().checked == 10
     tamper(db, "DELETE FROM audit_log WHERE seq = 7")
@@ -331,10 +335,10 @@ def test_verify_walks_more_rows_than_one_batch(db: Path, monkeypatch: pytest.Mon
 # -- concurrency ----------------------------------------------------------------------------
 
 
-def test_concurrent_appends_keep_the_chain_valid(db: Path) -> None:
+def test_concurrent_appends_keep_the_chain_valid(db: Database) -> None:
     """Threads on one log, and on separate logs (separate connections, like other workers)."""
-    shared = AuditLog(db)
-    others = [AuditLog(db) for _ in range(2)]
+    shared = AuditLog(db.url)
+    others = [AuditLog(db.url) for _ in range(2)]
     logs = [shared, shared, shared, *others]
     per_thread = 40
     errors: list[BaseException] = []
@@ -368,10 +372,10 @@ def test_concurrent_appends_keep_the_chain_valid(db: Path) -> None:
 # -- fast paths -------------------------------------------------------------------------------
 
 
-def test_row_hash_is_the_canonical_json_hash_of_the_row(db: Path) -> None:
+def test_row_hash_is_the_canonical_json_hash_of_the_row(db: Database) -> None:
     from serving.audit import _row_hash
 
-    log = AuditLog(db)
+    log = AuditLog(db.url)
     fill(log, 5)
     for row in raw_rows(db):
         assert _row_hash(row) == rehash(row) == row["hash"]
@@ -408,13 +412,14 @@ def _append_rows(db: str, tag: str, n: int) -> None:
                           "payload": {"i": i}}])  # fmt: skip
 
 
-def test_appends_from_several_processes_keep_one_chain(db: Path) -> None:
-    """Worker processes each append to the same file (serialised by the append lock file)."""
+def test_appends_from_several_processes_keep_one_chain(db: Database) -> None:
+    """Worker processes each append to the same database (serialised by the append lock file
+    on SQLite, by ``LOCK TABLE`` on PostgreSQL)."""
     import multiprocessing
 
-    AuditLog(db)
+    AuditLog(db.url)
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_append_rows, args=(str(db), f"p{k}", 30)) for k in range(3)]
+    procs = [ctx.Process(target=_append_rows, args=(db.url, f"p{k}", 30)) for k in range(3)]
     for p in procs:
         p.start()
     for p in procs:
@@ -422,16 +427,17 @@ def test_appends_from_several_processes_keep_one_chain(db: Path) -> None:
         assert p.exitcode == 0
     rows = raw_rows(db)
     assert [r["seq"] for r in rows] == list(range(1, 91))
-    assert AuditLog(db).verify().ok
-    assert Path(f"{db}.append-lock").exists()
+    assert AuditLog(db.url).verify().ok
+    if db.kind == "sqlite":
+        assert Path(f"{db.path}.append-lock").exists()
 
 
-def test_group_commit_answers_every_request_after_its_row_is_written(db: Path) -> None:
+def test_group_commit_answers_every_request_after_its_row_is_written(db: Database) -> None:
     import asyncio
 
     from serving.audit import GroupCommit
 
-    log = AuditLog(db)
+    log = AuditLog(db.url)
     group = GroupCommit(log)
 
     async def many() -> list:
@@ -450,7 +456,7 @@ def test_group_commit_answers_every_request_after_its_row_is_written(db: Path) -
         def append_many(self, items):
             raise RuntimeError("disk full")
 
-    broken = GroupCommit(Broken(db))
+    broken = GroupCommit(Broken(db.url))
 
     async def refused() -> list:
         calls = (broken.append("k", "platform", "tiers", payload={}) for _ in range(5))
