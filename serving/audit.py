@@ -73,6 +73,7 @@ except ImportError:  # not on Windows: appends queue on SQLite's lock alone
     fcntl = None  # type: ignore[assignment]
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Engine,
     Index,
@@ -99,7 +100,11 @@ metadata = MetaData()
 audit_log = Table(
     "audit_log",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=False),
+    # 64-bit on PostgreSQL (its INTEGER ends at 2**31 rows); SQLite's INTEGER is 64-bit already
+    # and must stay spelled INTEGER there (the rowid alias).
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    ),
     Column("at", Text, nullable=False),
     Column("actor", Text, nullable=False),
     Column("role", Text, nullable=False),
@@ -121,7 +126,7 @@ _SQLITE_TRIGGERS = (
     BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: DELETE refused'); END""",
 )
 
-# Not exercised by the tests (no PostgreSQL server here); CREATE OR REPLACE TRIGGER needs PG 14+.
+# CREATE OR REPLACE TRIGGER needs PostgreSQL 14+ (the tests run 16).
 _POSTGRES_TRIGGERS = (
     """CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger AS $$
     BEGIN RAISE EXCEPTION 'audit_log is append-only: % refused', TG_OP; END
@@ -131,6 +136,23 @@ _POSTGRES_TRIGGERS = (
     """CREATE OR REPLACE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
     FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()""",
 )
+#: On PostgreSQL the trigger DDL runs only for a role that owns ``audit_log`` (or a superuser):
+#: a least-privilege service role (SELECT and INSERT only) may not change triggers, and need not.
+_POSTGRES_TRIGGERS_GUARD = (
+    "SELECT pg_has_role(current_user, c.relowner, 'USAGE') FROM pg_class c "
+    "WHERE c.oid = to_regclass('audit_log')"
+)
+
+
+def _advisory_key(name: str) -> int:
+    """A stable signed 64-bit key for ``pg_advisory_xact_lock`` (the same in every process)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+#: Serialises schema creation of concurrently starting workers on PostgreSQL.
+_SCHEMA_LOCK = _advisory_key("serving.audit:schema")
+#: Serialises appends on PostgreSQL (see the module docstring, *Concurrency*).
+_APPEND_LOCK = _advisory_key("serving.audit:append")
 
 # -- canonical JSON --------------------------------------------------------------------------
 
@@ -285,9 +307,16 @@ class ChainReport:
 
 
 def database_url(url: str | Path) -> str:
-    """A SQLAlchemy URL; a bare filesystem path means a SQLite file there."""
+    """A SQLAlchemy URL; a bare filesystem path means a SQLite file there.
+
+    ``postgresql://…`` and ``postgres://…`` (libpq's spellings, as hosting providers hand them
+    out) mean psycopg 3, the driver installed with the project; SQLAlchemy would otherwise look
+    for psycopg2."""
     s = str(url)
     if "://" in s:
+        scheme, rest = s.split("://", 1)
+        if scheme in ("postgresql", "postgres"):
+            return f"postgresql+psycopg://{rest}"
         return s
     return f"sqlite:///{Path(s).expanduser().resolve()}"
 
@@ -310,6 +339,10 @@ def make_engine(url: str | Path) -> Engine:
     writer appends; the 30 s busy timeout makes writers queue instead of failing.
     """
     url = database_url(url)
+    if url.startswith("postgresql"):
+        # Our transactions are written for READ COMMITTED (an append reads the head *after*
+        # its lock is granted, in a fresh snapshot): pinned, whatever the server's default.
+        return create_engine(url, pool_pre_ping=True, isolation_level="READ COMMITTED")
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
     memory = url in ("sqlite://", "sqlite:///:memory:") or "mode=memory" in url
@@ -336,17 +369,32 @@ def make_engine(url: str | Path) -> Engine:
 
 
 def create_schema(
-    engine: Engine, table_metadata: MetaData, extra_ddl: tuple[str, ...] = ()
+    engine: Engine,
+    table_metadata: MetaData,
+    extra_ddl: tuple[str, ...] = (),
+    *,
+    ddl_guard: str | None = None,
 ) -> None:
-    """Create tables (and triggers) if missing; safe when several workers start at once."""
+    """Create tables (and triggers) if missing; safe when several workers start at once.
+
+    On PostgreSQL the transaction first takes an advisory lock, so workers starting together
+    create the schema one after the other (concurrent ``CREATE TABLE`` or ``CREATE OR REPLACE
+    FUNCTION`` of the same object fail there); ``ddl_guard``, a query returning one boolean, is
+    asked after the tables exist and ``extra_ddl`` runs only when it answers true."""
+    postgres = engine.dialect.name == "postgresql"
     for attempt in range(3):
         try:
             with engine.connect() as conn:
                 conn.execution_options(sqlite_immediate=True)
                 with conn.begin():
+                    if postgres:
+                        conn.execute(
+                            text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK}
+                        )
                     table_metadata.create_all(conn, checkfirst=True)
-                    for ddl in extra_ddl:
-                        conn.execute(text(ddl))
+                    if ddl_guard is None or conn.execute(text(ddl_guard)).scalar():
+                        for ddl in extra_ddl:
+                            conn.execute(text(ddl))
             return
         except (OperationalError, ProgrammingError, IntegrityError):
             # Another worker created the same objects between our check and our CREATE.
@@ -426,7 +474,8 @@ class AuditLog:
         self._sqlite = self.engine.dialect.name == "sqlite"
         self._postgres = self.engine.dialect.name == "postgresql"
         ddl = _SQLITE_TRIGGERS if self._sqlite else _POSTGRES_TRIGGERS if self._postgres else ()
-        create_schema(self.engine, metadata, ddl)
+        guard = _POSTGRES_TRIGGERS_GUARD if self._postgres else None
+        create_schema(self.engine, metadata, ddl, ddl_guard=guard)
         # Threads of one process queue here rather than on the database lock (cheaper, fair).
         self._lock = threading.Lock()
         self._file_lock = _append_lock_path(self.engine)
@@ -518,7 +567,9 @@ class AuditLog:
                 conn.execution_options(sqlite_immediate=True)
                 with conn.begin():
                     if self._postgres:
-                        conn.execute(text("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE"))
+                        conn.execute(
+                            text("SELECT pg_advisory_xact_lock(:key)"), {"key": _APPEND_LOCK}
+                        )
                     last = conn.execute(
                         select(audit_log.c.seq, audit_log.c.hash)
                         .order_by(audit_log.c.seq.desc())

@@ -1,10 +1,12 @@
 """API keys: created once in plaintext, stored hashed, every bad key is 401, every missing
-permission is 403, revocation bites at once in-process and within the TTL elsewhere."""
+permission is 403, revocation bites at once in-process and within the TTL elsewhere.
+
+The tests that touch the database run on a SQLite file and on a real PostgreSQL server
+(``tests/postgres.py``)."""
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
+import json
 
 import pytest
 from sqlalchemy import event
@@ -21,6 +23,7 @@ from serving.auth import (
     check_secret,
     hash_secret,
 )
+from tests.postgres import Database
 
 
 class Clock:
@@ -32,13 +35,14 @@ class Clock:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "service.db"
+def db(database: Database) -> Database:
+    """An empty SQLite file, then an empty PostgreSQL database (see ``tests/postgres.py``)."""
+    return database
 
 
 @pytest.fixture
-def store(db: Path) -> KeyStore:
-    return KeyStore(db)
+def store(db: Database) -> KeyStore:
+    return KeyStore(db.url)
 
 
 def count_queries(store: KeyStore) -> list[str]:
@@ -62,9 +66,9 @@ def test_every_key_is_different(store: KeyStore) -> None:
     assert len({k.split("_")[1] for k in keys}) == 20
 
 
-def test_keys_survive_reopening(db: Path) -> None:
-    key = KeyStore(db).create_key("admin", "ops")
-    assert KeyStore(db).authenticate(key).role is Role.ADMIN
+def test_keys_survive_reopening(db: Database) -> None:
+    key = KeyStore(db.url).create_key("admin", "ops")
+    assert KeyStore(db.url).authenticate(key).role is Role.ADMIN
 
 
 @pytest.mark.parametrize(
@@ -89,11 +93,11 @@ def test_bad_headers_are_unauthorized(store: KeyStore, header: str | None, reaso
     assert info.value.reason == reason
 
 
-def test_wrong_secret_is_unauthorized_cold_and_cached(db: Path) -> None:
-    key = KeyStore(db).create_key("platform", "p")
+def test_wrong_secret_is_unauthorized_cold_and_cached(db: Database) -> None:
+    key = KeyStore(db.url).create_key("platform", "p")
     key_id, secret = key[3:].split("_", 1)
     wrong = f"rk_{key_id}_{'A' * 43}"
-    cold = KeyStore(db)
+    cold = KeyStore(db.url)
     with pytest.raises(Unauthorized) as info:
         cold.authenticate(wrong)
     assert info.value.reason == "secret"
@@ -125,12 +129,12 @@ def test_revoked_key_is_unauthorized_at_once_in_process(store: KeyStore) -> None
     assert listed[store.authenticate(other).key_id].revoked_at is None
 
 
-def test_revocation_elsewhere_bites_after_the_ttl(db: Path) -> None:
+def test_revocation_elsewhere_bites_after_the_ttl(db: Database) -> None:
     clock = Clock()
-    worker = KeyStore(db, ttl=30, clock=clock)
+    worker = KeyStore(db.url, ttl=30, clock=clock)
     key = worker.create_key("platform", "p")
     key_id = worker.authenticate(key).key_id
-    KeyStore(db).revoke_key(key_id)  # another process
+    KeyStore(db.url).revoke_key(key_id)  # another process
     clock.now += 29
     assert worker.authenticate(key).key_id == key_id  # still cached: the documented window
     clock.now += 2
@@ -150,35 +154,35 @@ def test_cached_keys_skip_the_database(store: KeyStore) -> None:
     assert len(queries) == first
 
 
-def test_keys_are_stored_hashed(db: Path) -> None:
-    store = KeyStore(db)
+def test_keys_are_stored_hashed(db: Database) -> None:
+    store = KeyStore(db.url)
     keys = [store.create_key(r, f"label-{r}") for r in Role]
-    stored = b"".join(p.read_bytes() for p in db.parent.iterdir() if p.name.startswith(db.name))
+    if db.kind == "sqlite":  # the file and its WAL, byte for byte
+        folder, name = db.path.parent, db.path.name
+        stored = b"".join(p.read_bytes() for p in folder.iterdir() if p.name.startswith(name))
+    else:  # every column of every row, as the server returns them
+        stored = json.dumps(db.query("SELECT * FROM api_keys")).encode()
     assert b"label-platform" in stored  # the check below looks at the right bytes
     for key in keys:
         secret = key.split("_", 2)[2]
         assert secret.encode() not in stored
         assert key.encode() not in stored
-    con = sqlite3.connect(db)
-    hashes = [h for (h,) in con.execute("SELECT key_hash FROM api_keys")]
-    con.close()
+    hashes = [r["key_hash"] for r in db.query("SELECT key_hash FROM api_keys")]
     assert all(h.startswith("sha256$") for h in hashes)
     assert len(set(hashes)) == len(keys)
 
 
-def test_scrypt_scheme_and_mixed_schemes_verify(db: Path) -> None:
-    slow = KeyStore(db, scheme="scrypt")
+def test_scrypt_scheme_and_mixed_schemes_verify(db: Database) -> None:
+    slow = KeyStore(db.url, scheme="scrypt")
     key = slow.create_key("admin", "a")
-    fast_key = KeyStore(db).create_key("auditor", "b")
-    fresh = KeyStore(db)
+    fast_key = KeyStore(db.url).create_key("auditor", "b")
+    fresh = KeyStore(db.url)
     assert fresh.authenticate(key).role is Role.ADMIN
     assert fresh.authenticate(fast_key).role is Role.AUDITOR
-    con = sqlite3.connect(db)
-    schemes = sorted(h.split("$")[0] for (h,) in con.execute("SELECT key_hash FROM api_keys"))
-    con.close()
+    schemes = sorted(r["key_hash"].split("$")[0] for r in db.query("SELECT key_hash FROM api_keys"))
     assert schemes == ["scrypt", "sha256"]
     with pytest.raises(ValueError):
-        KeyStore(db, scheme="md5")
+        KeyStore(db.url, scheme="md5")
 
 
 def test_hash_secret_is_salted() -> None:
