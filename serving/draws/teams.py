@@ -8,12 +8,18 @@ Targets are served in order of how few inspectors they could have (ties by credi
 target that only two inspectors can take is served before those inspectors are used up
 elsewhere. A team identical (as a set) to the enterprise's previous team is not allowed: the
 last member picked is replaced by the next available inspector in key order.
-"""
+
+Why a repair: with tight load caps and conflicts the greedy walk can end short although some
+other assignment meets every rule. Only then (so a draw the walk completes costs nothing more
+and is unchanged) a breadth-first augmenting-path search moves inspectors between the group's
+teams until the short team is full, or proves by max-flow/min-cut that no assignment exists
+(SPEC.md §7)."""
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -223,32 +229,27 @@ def assign_teams(
         else sorted(range(len(targets)), key=lambda t: (eligible_count[t], targets[t].code))
     )
     teams: dict[str, tuple[str, ...]] = {}
+    team_of: dict[int, list[int]] = {}
     for t in order:
         target = targets[t]
         group = members[(target.region, target.department)]
         prev = frozenset(previous.get(target.code, ()))
-        picked, replaced = _scan(
-            ranked[t], capacity, conflicted, target.code, size, prev, inspectors
-        )
+        picked = _scan(ranked[t], capacity, conflicted, target.code, size, prev, inspectors)
         if len(picked) < size and len(ranked[t]) < len(group):
             full = _rank(salt_keys[t], insp_hash[group], group)
-            picked, replaced = _scan(
-                full, capacity, conflicted, target.code, size, prev, inspectors
-            )
-        if len(picked) < size:
-            available = sum(
-                1 for i in group if capacity[i] > 0 and (target.code, int(i)) not in conflicted
-            )
-            reason = " (the only team left repeats the previous one)" if replaced else ""
-            raise DrawRefused(
-                f"region {target.region}, department {target.department}: target {target.code} "
-                f"has {available} available inspector{'s' if available != 1 else ''} "
-                f"({eligible_count[t]} without conflict, load cap {rules.load_cap}), teams of "
-                f"{size} need at least {size}{reason}"
-            )
+            picked = _scan(full, capacity, conflicted, target.code, size, prev, inspectors)
         for i in picked:
             capacity[i] -= 1
-        teams[target.code] = tuple(inspectors.ids[i] for i in picked)
+        team_of[t] = picked
+        if len(picked) < size:
+            # The walk ended short: exchange inspectors between this group's teams (SPEC §7).
+            repair = _Repair(
+                targets, groups[(target.region, target.department)], group, team_of,
+                capacity, conflicted, size, previous, inspectors, salt_keys, insp_hash,
+            )  # fmt: skip
+            for u in repair.fill(t, rules.load_cap):
+                teams[targets[u].code] = tuple(inspectors.ids[i] for i in team_of[u])
+        teams[target.code] = tuple(inspectors.ids[i] for i in team_of[t])
     return teams
 
 
@@ -304,7 +305,7 @@ def _scan(
     size: int,
     prev: frozenset[str],
     inspectors: InspectorTable,
-) -> tuple[list[int], bool]:
+) -> list[int]:
     """Walk the ranking: skip full or conflicted inspectors; never repeat the previous team."""
     picked: list[int] = []
     replaced = False
@@ -318,4 +319,148 @@ def _scan(
                 replaced = True
                 continue
             break
-    return picked, replaced
+    return picked
+
+
+class _Repair:
+    """Augmenting paths for a target whose walk ended short (SPEC.md §7, "Repair").
+
+    The group's teams are a flow: each served target holds ``team_size`` distinct eligible
+    inspectors, each inspector at most its capacity. A breadth-first search from the short
+    target finds an inspector with capacity left, reached through a chain of exchanges (target
+    ``u`` gives its member ``i`` to the target before it in the chain and takes ``j`` instead);
+    one such path adds one member. No path, and none was rejected by the previous-team rule,
+    proves (max-flow/min-cut) that no assignment of this group's targets meets every rule.
+    """
+
+    def __init__(
+        self,
+        targets: list[Target],
+        group_targets: list[int],
+        group: np.ndarray,
+        team_of: dict[int, list[int]],
+        capacity: np.ndarray,
+        conflicted: set[tuple[str, int]],
+        size: int,
+        previous: Mapping[str, tuple[str, ...]],
+        inspectors: InspectorTable,
+        salt_keys: np.ndarray,
+        insp_hash: np.ndarray,
+    ) -> None:
+        self.targets, self.group, self.team_of = targets, group, team_of
+        self.capacity, self.conflicted, self.size = capacity, conflicted, size
+        self.previous, self.inspectors = previous, inspectors
+        self.salt_keys, self.hashes = salt_keys, insp_hash[group]
+        self.group_targets = group_targets
+        self.rankings: dict[int, list[int]] = {}
+
+    def ranking(self, u: int) -> list[int]:
+        if u not in self.rankings:
+            self.rankings[u] = _rank(self.salt_keys[u], self.hashes, self.group)
+        return self.rankings[u]
+
+    def fill(self, t: int, load_cap: int | None) -> set[int]:
+        """Add members to ``t`` until full; the targets whose teams changed, or refuse."""
+        changed: set[int] = set()
+        while len(self.team_of[t]) < self.size:
+            found, reached, rejected = self._search(t)
+            if found is None:
+                raise DrawRefused(self._reason(t, reached, rejected, load_cap))
+            changed |= found
+        return changed - {t}
+
+    def _search(self, t: int) -> tuple[set[int] | None, dict[int, int], int]:
+        """One breadth-first search; applies the first acceptable augmenting path found."""
+        holders: dict[int, list[int]] = {}
+        served = sorted(
+            (u for u in self.group_targets if u in self.team_of),
+            key=lambda u: self.targets[u].code_bytes,
+        )
+        for u in served:
+            for i in self.team_of[u]:
+                holders.setdefault(i, []).append(u)
+        via: dict[int, int] = {t: -1}  # target -> the member it would give up (-1: the root)
+        taken_by: dict[int, int] = {}  # inspector -> the target that would take it
+        queue = deque([t])
+        rejected = 0
+        while queue:
+            u = queue.popleft()
+            code, team = self.targets[u].code, self.team_of[u]
+            for i in self.ranking(u):
+                if i in taken_by or i in team or (code, i) in self.conflicted:
+                    continue
+                taken_by[i] = u
+                if self.capacity[i] > 0:
+                    new = self._path(i, via, taken_by)
+                    if self._allowed(new):
+                        self.team_of.update(new)
+                        self.capacity[i] -= 1
+                        return set(new), via, rejected
+                    rejected += 1
+                for w in holders.get(i, ()):
+                    if w not in via:
+                        via[w] = i
+                        queue.append(w)
+        return None, via, rejected
+
+    def _path(self, k: int, via: dict[int, int], taken_by: dict[int, int]) -> dict[int, list[int]]:
+        """New teams along the path ending at ``k``: each target takes, in place, a new member."""
+        new: dict[int, list[int]] = {}
+        i = k
+        while True:
+            u = taken_by[i]
+            gives = via[u]
+            team = list(self.team_of[u])
+            if gives < 0:
+                team.append(i)
+                new[u] = team
+                return new
+            team[team.index(gives)] = i
+            new[u] = team
+            i = gives
+
+    def _allowed(self, new: dict[int, list[int]]) -> bool:
+        """False when a team the path completes or changes equals its target's previous team."""
+        for u, team in new.items():
+            prev = self.previous.get(self.targets[u].code)
+            ids = frozenset(self.inspectors.ids[i] for i in team)
+            if prev and len(team) == self.size and ids == frozenset(prev):
+                return False
+        return True
+
+    def _reason(self, t: int, reached: dict[int, int], rejected: int, load_cap: int | None) -> str:
+        target, size = self.targets[t], self.size
+        where = f"region {target.region}, department {target.department}: "
+        m = len(self.group_targets)
+        if rejected:
+            return (
+                f"{where}target {target.code}: every exchange of inspectors found for it "
+                f"({rejected}) would give a target its previous team again; the search does not "
+                f"try every exchange, so an assignment meeting every rule is not ruled out "
+                f"({m} target{'s' if m != 1 else ''}, teams of {size}, load cap {load_cap})"
+            )
+        loads = self.inspectors.load
+        able = {
+            int(i)
+            for u in reached
+            for i in self.group
+            if (load_cap is None or loads[i] < load_cap)
+            and (self.targets[u].code, int(i)) not in self.conflicted
+        }
+        k = len(able)
+        word = "inspector" if k == 1 else "inspectors"
+        if len(reached) == 1:
+            return (
+                f"{where}target {target.code} has {k} eligible {word} with capacity (load cap "
+                f"{load_cap}; {m} target{'s' if m != 1 else ''} in the group), teams of {size} "
+                f"need at least {size}"
+            )
+        places = size * len(reached)
+        filled = sum(len(self.team_of[u]) for u in reached)
+        n = len(reached) - 1
+        return (
+            f"{where}no assignment meets every rule ({m} targets, teams of {size}, load cap "
+            f"{load_cap}): target {target.code} and the {n} other target{'s' if n != 1 else ''} "
+            f"it could exchange inspectors with need {places} places, and the {k} eligible "
+            f"{word} with capacity they can draw on fill at most {filled} of them"
+        )

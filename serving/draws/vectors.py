@@ -1,6 +1,7 @@
 """Published test vectors (``test_vectors.json``): small draws anyone can reproduce from SPEC.md.
 
-Regenerate (only when the spec version changes) with::
+Regenerate (when the spec version changes or a vector is added; existing vectors must not
+change) with::
 
     .venv/bin/python -m serving.draws.vectors > serving/draws/test_vectors.json
 """
@@ -91,7 +92,7 @@ def _vector(
 
 
 def build() -> dict:
-    """All vectors: primitives, then three small draws."""
+    """All vectors: primitives, then four small draws."""
     seed = "2026-11-23 county 330106 public draw"
     primitives = {
         "seed": seed,
@@ -186,6 +187,29 @@ def build() -> dict:
                 "control_fraction": 0.0,
                 "filters": {"credit_codes": listed},
                 "teams": {"team_size": 3, "load_cap": 5},
+            },
+            {},
+        )
+    )
+    # Tight load cap and many conflicts: the greedy walk ends short twice and the repair
+    # (SPEC §7) fills each short team by moving an inspector from an already-formed team.
+    pool = pool_frame(12, seed=386, regions=1, industries=2)
+    staff = inspectors_frame(5, pool, seed=386, conflict_rate=0.8)
+    vectors.append(
+        _vector(
+            "repair-moves-inspectors",
+            "vector-4",
+            pool,
+            staff,
+            {
+                "allocation": {
+                    "kind": "ratios",
+                    "tiers": ["A", "B", "C", "D"],
+                    "ratios": {"A": 0.5, "B": 0.5, "C": 0.5, "D": 0.5},
+                },
+                "floor": 0.2,
+                "control_fraction": 0.0,
+                "teams": {"team_size": 2, "load_cap": 3},
             },
             {},
         )

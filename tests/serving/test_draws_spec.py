@@ -139,7 +139,7 @@ def counts_for(policy: dict, sizes: dict) -> dict:
 
 
 # --- SPEC §4–§7: the whole draw ----------------------------------------------------------------
-def spec_draw(v: dict) -> dict:
+def spec_draw(v: dict, repair: bool = True) -> dict:
     policy, params, seed = v["policy"], v["parameters"], v["seed"]
     sk = spec_seed_key(seed)
     flt = policy.get("filters") or {}
@@ -225,15 +225,65 @@ def spec_draw(v: dict) -> dict:
         (by_code[t["credit_code"]] for t in targets),
         key=lambda r: (sum(free(s, r["credit_code"]) for s in group(r)), r["credit_code"]),
     )
-    teams = {}
+
+    def ranking(code: str) -> list[dict]:
+        return sorted(
+            group(by_code[code]),
+            key=lambda s: (key(sk, f"team|{code}", s["inspector_id"]), s["inspector_id"]),
+        )
+
+    def previous(code: str) -> set:
+        return set(params["previous_teams"].get(code, []))
+
+    teams: dict[str, list[str]] = {}
+
+    def repair_search(t: str) -> bool:
+        """§7 Repair, one breadth-first search from target ``t``; True if a path was applied."""
+        mine = (by_code[t]["region"], dept(by_code[t]))
+        holders: dict[str, list[str]] = {}
+        for c in sorted(teams):
+            if (by_code[c]["region"], dept(by_code[c])) == mine:
+                for i in teams[c]:
+                    holders.setdefault(i, []).append(c)
+        gives: dict[str, str | None] = {t: None}  # reached target -> inspector it would give up
+        taken: dict[str, str] = {}  # reached inspector -> the target that took it
+        queue = [t]
+        while queue:
+            u = queue.pop(0)
+            for s in ranking(u):
+                i = s["inspector_id"]
+                if i in taken or i in teams[u] or not free(s, u):
+                    continue
+                taken[i] = u
+                if left[i] > 0:
+                    new, x = {}, i
+                    while True:
+                        w = taken[x]
+                        team = list(teams[w])
+                        if gives[w] is None:
+                            new[w] = [*team, x]
+                            break
+                        team[team.index(gives[w])] = x
+                        new[w] = team
+                        x = gives[w]
+                    if not any(
+                        len(team) == size and previous(w) and set(team) == previous(w)
+                        for w, team in new.items()
+                    ):
+                        teams.update(new)
+                        left[i] -= 1
+                        return True
+                for w in holders.get(i, []):
+                    if w not in gives:
+                        gives[w] = i
+                        queue.append(w)
+        return False
+
     for r in todo:
         code = r["credit_code"]
-        ranked = sorted(
-            group(r), key=lambda s: (key(sk, f"team|{code}", s["inspector_id"]), s["inspector_id"])
-        )
-        prev = set(params["previous_teams"].get(code, []))
+        prev = previous(code)
         team, replaced = [], False
-        for s in ranked:
+        for s in ranking(code):
             if left[s["inspector_id"]] <= 0 or not free(s, code):
                 continue
             team.append(s["inspector_id"])
@@ -243,10 +293,11 @@ def spec_draw(v: dict) -> dict:
                     replaced = True
                     continue
                 break
-        assert len(team) == size, "the spec re-run would refuse this draw"
         for i in team:
             left[i] -= 1
         teams[code] = team
+        while len(teams[code]) < size:  # §7 Repair: one search per missing member
+            assert repair and repair_search(code), "the spec re-run would refuse this draw"
     return {"targets": targets, "teams": dict(sorted(teams.items()))}
 
 
@@ -300,6 +351,16 @@ def test_plain_python_reading_of_the_spec_reproduces_the_vector(vector: dict) ->
     )
     canonical = inputs_from_vector(vector).policy.canonical()  # defaults spelt out (SPEC §8)
     assert spec_commitment(vector, canonical) == want["commitment"]
+
+
+def test_the_repair_vector_is_refused_by_the_walk_alone_and_completed_by_the_repair() -> None:
+    """The vector exercises §7's repair: the greedy walk alone ends short on it."""
+    (vector,) = [v for v in VECTORS["draws"] if v["name"] == "repair-moves-inspectors"]
+    with pytest.raises(AssertionError, match="would refuse"):
+        spec_draw(vector, repair=False)
+    for other in VECTORS["draws"]:
+        if other is not vector:  # the earlier vectors never need it
+            assert spec_draw(other, repair=False)["teams"] == other["expected"]["teams"]
 
 
 @pytest.mark.parametrize("seed", ["alpha", "beta", "gamma", "δ-seed 2026"])
