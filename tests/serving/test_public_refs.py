@@ -1,0 +1,252 @@
+"""Public references (SPEC.md §10): individual businesses take part in a draw under a keyed,
+per-draw reference, so the published record names no natural person and still verifies."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import shutil
+import stat
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.credit_code import ALPHABET, AUTHORITIES, check_character, is_valid
+from serving import public_refs
+from serving.draws import PublishedRecord, draw, verify
+from serving.draws.synthetic import EXAMPLE_POLICY, example_inputs, inspectors_frame, pool_frame
+from serving.masking import INDIVIDUAL_CODE_IN_TEXT
+from serving.public_refs import (
+    KEY_ENV,
+    assign,
+    derive,
+    individual_codes_in,
+    is_public_ref,
+    pseudonymise,
+    reference_key,
+)
+
+KEY = b"spec-example-key-0123456789abcdef"
+#: SPEC.md §10's worked example: (code, draw id, candidate) → reference.
+SPEC_EXAMPLE = [
+    ("92371000MA3MXH0E3W", "2026-MR-07", 0, "X2371000NYWBR4XB5Q"),
+    ("92371000MA3MXH0E3W", "2026-MR-07", 1, "X2371000RJF3NFPNJN"),
+    ("92371000MA3MXH0E3W", "2026-MR-08", 0, "X23710008LNNCQT1AC"),
+]
+
+
+def spec_reference(key: bytes, draw_id: str, code: str, k: int = 0) -> str:
+    """SPEC §10 read literally: ``hmac`` and Python ints, nothing from the module."""
+    message = draw_id.encode() + b"\x00" + code.encode()
+    if k:
+        message += b"\x00" + str(k).encode()
+    v = int.from_bytes(hmac.new(key, message, hashlib.sha256).digest()[:8], "big") % 31**9
+    digits = ""
+    for _ in range(9):
+        v, d = divmod(v, 31)
+        digits = ALPHABET[d] + digits
+    body = "X" + code[1:8] + digits
+    total = sum(ALPHABET.index(ch) * pow(3, i, 31) for i, ch in enumerate(body))
+    return body + ALPHABET[(31 - total % 31) % 31]
+
+
+def individual(code: str) -> str:
+    """The same code turned into an individual business's (prefix 92, check recomputed)."""
+    body = "92" + code[2:17]
+    return body + check_character(body)
+
+
+def mixed_pool(n: int = 240, seed: int = 5) -> pd.DataFrame:
+    """A pool where every other enterprise is an individual business."""
+    pool = pool_frame(n, seed=seed, regions=3, industries=4)
+    pool["credit_code"] = [individual(c) if i % 2 else c for i, c in enumerate(pool["credit_code"])]
+    return pool
+
+
+# --- the reference itself ---------------------------------------------------------------------
+@pytest.mark.parametrize(("code", "draw_id", "k", "ref"), SPEC_EXAMPLE)
+def test_the_spec_example_is_reproduced_by_the_module_and_by_the_spec_text(
+    code: str, draw_id: str, k: int, ref: str
+) -> None:
+    assert derive(KEY, draw_id, code, k) == ref
+    assert spec_reference(KEY, draw_id, code, k) == ref
+
+
+def test_a_reference_is_a_valid_gb32100_string_that_no_authority_issues() -> None:
+    assert "X" not in AUTHORITIES
+    ref = derive(KEY, "d", "92371000MA3MXH0E3W")
+    assert len(ref) == 18 and set(ref) <= set(ALPHABET)
+    assert ref[17] == check_character(ref[:17])  # the pool validation accepts it
+    assert ref[:8] == "X2371000"  # category and region kept, as masking keeps them
+    assert is_public_ref(ref) and not is_valid(ref)  # not a well-formed code (authority X)
+    assert not INDIVIDUAL_CODE_IN_TEXT.search(ref)
+    assert not is_public_ref(ref[:17] + ALPHABET[(ALPHABET.index(ref[17]) + 1) % 31])
+    assert not is_public_ref("92371000MA3MXH0E3W")
+
+
+def test_references_are_keyed_and_per_draw() -> None:
+    code = "92371000MA3MXH0E3W"
+    a = derive(KEY, "2026-MR-07", code)
+    assert derive(KEY, "2026-MR-08", code) != a  # unlinkable across draws
+    assert derive(b"another key of at least 32 characters!", "2026-MR-07", code) != a
+    assert derive(KEY, "2026-MR-07", code) == a  # deterministic
+
+
+def test_bulk_assignment_agrees_with_the_one_at_a_time_derivation() -> None:
+    codes = mixed_pool(2_000)["credit_code"].tolist()
+    mapping = assign(KEY, "bulk", codes)
+    individuals = sorted(c for c in codes if c.startswith("92"))
+    assert sorted(mapping) == individuals and len(individuals) == 1_000
+    assert all(mapping[c] == derive(KEY, "bulk", c) for c in individuals)
+    assert len(set(mapping.values())) == len(mapping)
+    long_key = b"k" * 100  # keys longer than SHA-256's block are hashed first (RFC 2104)
+    assert assign(long_key, "bulk", individuals[:50]) == {
+        c: derive(long_key, "bulk", c) for c in individuals[:50]
+    }
+
+
+def test_a_collision_takes_the_next_candidate_deterministically(monkeypatch) -> None:
+    a, b, c = (
+        "92371000MA3MXH0E3W",
+        individual("92371000MA3MXH0E4A"),
+        individual("923710001234567890"),
+    )
+    real = public_refs._hmac_heads
+
+    def colliding(key, messages):  # a and b share candidate 0, as 1 in 31^9 pairs would
+        return real(key, (m.replace(b.encode(), a.encode()) for m in messages))
+
+    monkeypatch.setattr(public_refs, "_hmac_heads", colliding)
+    mapping = assign(KEY, "d", [b, c, a])
+    assert mapping[a] == derive(KEY, "d", a, 0)  # a sorts first and keeps its candidate
+    assert mapping[b] == derive(KEY, "d", b, 1) != mapping[a]  # b moves on to candidate 1
+    assert mapping[c] == derive(KEY, "d", c, 0)
+    assert assign(KEY, "d", [a, c, b]) == mapping  # order of the input does not matter
+
+
+def test_codes_that_look_like_references_are_refused() -> None:
+    pool = mixed_pool(30)
+    ref = derive(KEY, "x", "92371000MA3MXH0E3W")
+    pool.loc[0, "credit_code"] = ref
+    with pytest.raises(ValueError, match="reserve"):
+        pseudonymise(KEY, "d", pool, inspectors_frame(6, pool), {})
+    with pytest.raises(ValueError, match="not a well-formed"):
+        assign(KEY, "d", ["92371000ma3mxh0e3w"])
+
+
+# --- the key ----------------------------------------------------------------------------------
+def test_the_key_comes_from_the_environment_or_a_private_file(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    key = reference_key(tmp_path)
+    path = tmp_path / "keys" / "public_refs.key"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and len(key) == 64
+    assert reference_key(tmp_path) == key  # created once, then read
+    assert [p.name for p in path.parent.iterdir()] == ["public_refs.key"]  # no temporary left
+    monkeypatch.setenv(KEY_ENV, "x" * 40)
+    assert reference_key(tmp_path) == b"x" * 40
+    monkeypatch.setenv(KEY_ENV, "too short")
+    with pytest.raises(ValueError, match="at least 32"):
+        reference_key(tmp_path)
+
+
+# --- a draw on references ---------------------------------------------------------------------
+def referenced_inputs(draw_id: str = "mixed-1", seed: str = "mixed seed", **policy):
+    pool = mixed_pool()
+    staff = inspectors_frame(24, pool, department="market", seed=5, conflict_rate=0.5)
+    previous = {c: ("INS000000", "INS000003") for c in pool["credit_code"][:40]}
+    listed = policy.pop("credit_codes", None)
+    out = pseudonymise(KEY, draw_id, pool, staff, previous, listed)
+    filters = {"credit_codes": list(out.credit_codes)} if out.credit_codes else {}
+    inputs = example_inputs(
+        seed=seed,
+        draw_id=draw_id,
+        pool=out.pool,
+        inspectors=out.inspectors,
+        previous_teams=out.previous_teams,
+        policy={**EXAMPLE_POLICY, "filters": filters},
+    )
+    return pool, staff, out, inputs
+
+
+def scan(folder: Path) -> list[str]:
+    return [
+        f"{p.name}: {m.group(0)}"
+        for p in sorted(folder.iterdir())
+        for m in INDIVIDUAL_CODE_IN_TEXT.finditer(p.read_bytes().decode("utf-8"))
+    ]
+
+
+def test_a_draw_on_references_publishes_no_individual_code_and_verifies(tmp_path) -> None:
+    *_, inputs = referenced_inputs()
+    assert individual_codes_in(inputs) == []
+    result = draw(inputs, "mixed seed")
+    record = PublishedRecord.from_result(result)
+    folder = record.write(tmp_path / "public")
+    assert scan(folder) == []
+    assert any(is_public_ref(c) for c in result.targets["credit_code"])  # individuals drawn
+    read = PublishedRecord.read(folder)
+    assert verify(read).ok
+    # Tampering still shows, named: one referenced row of the pool moved to another tier.
+    lines = (folder / "pool.csv").read_text().splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith("X"))
+    fields = lines[row].split(",")
+    fields[1] = "A" if fields[1] != "A" else "D"
+    lines[row] = ",".join(fields)
+    bad = shutil.copytree(folder, tmp_path / "bad")
+    (bad / "pool.csv").write_text("\n".join(lines) + "\n")
+    report = verify(PublishedRecord.read(bad))
+    assert not report.ok and report.first_mismatch.startswith("commitment")
+
+
+def test_conflicts_previous_teams_and_filters_follow_their_enterprises() -> None:
+    pool, staff, out, inputs = referenced_inputs()
+    refs = out.refs
+    result = draw(inputs, "mixed seed")
+    declared = dict(zip(staff["inspector_id"], staff["conflicts"], strict=True))
+    referenced_conflicts = dict(
+        zip(out.inspectors["inspector_id"], out.inspectors["conflicts"], strict=True)
+    )
+    assert any(any(c.startswith("92") for c in cs) for cs in declared.values())
+    for inspector, codes in declared.items():
+        assert referenced_conflicts[inspector] == [refs.ref(c) for c in codes]
+    for ref, team in result.teams.items():  # nobody inspects an enterprise they declared
+        assert all(refs.code(ref) not in declared[m] for m in team)
+    assert set(out.previous_teams) == {refs.ref(c) for c in pool["credit_code"][:40]}
+    chosen = [*[c for c in pool["credit_code"] if c.startswith("92")][:5], pool.iat[0, 0]]
+    *_, filtered = referenced_inputs(credit_codes=chosen)
+    assert filtered.policy.filters.credit_codes == tuple(refs.ref(c) for c in chosen)
+    targets = set(draw(filtered, "mixed seed").targets["credit_code"])
+    assert targets and targets <= {refs.ref(c) for c in chosen}
+
+
+def test_a_pool_without_individual_businesses_draws_exactly_as_before() -> None:
+    before = example_inputs(seed="same")
+    pool = pool_frame(200, seed=3, regions=3, industries=4)
+    staff = inspectors_frame(24, pool, seed=3, conflict_rate=0.3)
+    out = pseudonymise(KEY, "example-1", pool, staff, {"91330101000000000X": ("a", "b")})
+    assert out.refs.by_code == {}
+    after = example_inputs(seed="same", pool=out.pool, inspectors=out.inspectors)
+    a, b = draw(before, "same"), draw(after, "same")
+    assert a.commitment == b.commitment
+    assert a.targets.equals(b.targets) and a.teams == b.teams
+
+
+def test_references_differ_between_draws_of_the_same_pool() -> None:
+    *_, first = referenced_inputs("draw-a")
+    *_, second = referenced_inputs("draw-b")
+    a = {c for c in first.pool.frame()["credit_code"] if c.startswith("X")}
+    b = {c for c in second.pool.frame()["credit_code"] if c.startswith("X")}
+    assert len(a) == len(b) == 120 and not a & b
+    assert np.array_equal(
+        first.pool.frame()["credit_code"].str[:8].sort_values().to_numpy(),
+        second.pool.frame()["credit_code"].str[:8].sort_values().to_numpy(),
+    )
+
+
+def test_a_draw_naming_individuals_in_clear_is_detected() -> None:
+    pool = mixed_pool(60)
+    inputs = example_inputs(pool=pool, inspectors=inspectors_frame(12, pool, seed=1))
+    found = individual_codes_in(inputs)
+    assert found and all(c.startswith("92") for c in found)
