@@ -7,6 +7,14 @@ their tiers under the scheme the policy names, last inspections and previous tea
 validated inspections, the yearly cap counts this database's earlier draws, the roster is the
 workspace's ``roster/inspectors.csv``. Files of each draw go to ``<workdir>/draws/<draw_id>/``
 (private until published: the record holds the seed); the database row carries the commitment.
+
+Individual businesses (codes starting 92) take part under their public references
+(:mod:`serving.public_refs`, SPEC.md §10): the desk replaces their codes in the pool, the
+inspectors' conflicts, ``previous_teams`` and ``filters.credit_codes`` before the inputs are
+built, so the draw, its record and every published file name no natural person. The mapping
+(reference → code) stays private in the ``draw_public_refs`` table; ``drawn_targets`` and
+``inspection_results`` keep real codes, and :meth:`DrawDesk.fetch` resolves the targets back for
+the callers who inspect them.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Date,
+    Index,
     Integer,
     MetaData,
     String,
@@ -42,6 +51,13 @@ from serving.draws import (
 )
 from serving.draws import draw as run_draw
 from serving.lift import draw_lift
+from serving.masking import INDIVIDUAL_CODE_IN_TEXT
+from serving.public_refs import (
+    individual_codes_in,
+    is_public_ref,
+    pseudonymise,
+    reference_key,
+)
 from serving.runtime import BadRequest, Loaded
 
 metadata = MetaData()
@@ -67,6 +83,15 @@ drawn = Table(
     Column("credit_code", String(18), primary_key=True),
     Column("arm", String(10), nullable=False),
     Column("draw_date", Date, nullable=False),
+)
+#: Private: which individual business each public reference of a draw stands for.
+public_refs = Table(
+    "draw_public_refs",
+    metadata,
+    Column("draw_id", String(100), primary_key=True),
+    Column("public_ref", String(18), primary_key=True),
+    Column("credit_code", String(18), nullable=False),
+    Index("ix_draw_public_refs_code", "draw_id", "credit_code", unique=True),
 )
 results = Table(
     "inspection_results",
@@ -185,8 +210,12 @@ class DrawDesk:
         inspectors: list[dict] | None = None,
         seed: str | None = None,
     ) -> PublishedRecord:
-        """Commit to and run a draw; store it (not yet public)."""
+        """Commit to and run a draw on public references (SPEC.md §10); store it, not yet public,
+        with its references' mapping."""
         folder = self.workdir / "draws" / draw_id
+        for name, value in (("draw_id", draw_id), ("department", department)):
+            if INDIVIDUAL_CODE_IN_TEXT.search(value):
+                raise BadRequest(name, "must not contain an individual business's credit code")
         with self.engine.connect() as conn:
             if conn.execute(select(draws.c.draw_id).where(draws.c.draw_id == draw_id)).first():
                 raise BadRequest("draw_id", f"{draw_id!r} already exists", 409)
@@ -202,16 +231,30 @@ class DrawDesk:
             )
         seed = seed or secrets.token_hex(32)
         roster = pd.DataFrame(inspectors) if inspectors is not None else self.roster()
+        key = reference_key(self.workdir)  # outside the try: a bad key is the server's fault
         try:
+            referenced = pseudonymise(
+                key,
+                draw_id,
+                self.pool(state, scheme, draw_date, department),
+                roster,
+                self.previous_teams(),
+                parsed.filters.credit_codes,
+            )
+            if referenced.credit_codes is not None:
+                filters = parsed.filters.model_copy(
+                    update={"credit_codes": referenced.credit_codes}
+                )
+                parsed = parsed.model_copy(update={"filters": filters})
             inputs = DrawInputs(
                 draw_id=draw_id,
                 draw_date=draw_date,
                 department=department,
                 seed_hash=seed_hash(seed),
-                pool=self.pool(state, scheme, draw_date, department),
-                inspectors=roster,
+                pool=referenced.pool,
+                inspectors=referenced.inspectors,
                 policy=parsed,
-                previous_teams=self.previous_teams(),
+                previous_teams=referenced.previous_teams,
                 model_version=state.model_version,
                 data_fingerprint=str(state.model.meta.get("data_fingerprint") or "unknown"),
             )
@@ -237,12 +280,19 @@ class DrawDesk:
                     targets=len(record.targets),
                 )
             )
+            refs = referenced.refs
             rows = [
-                {"draw_id": draw_id, "credit_code": c, "arm": a, "draw_date": draw_date}
+                {"draw_id": draw_id, "credit_code": refs.code(c), "arm": a, "draw_date": draw_date}
                 for c, a in zip(record.targets["credit_code"], record.targets["arm"], strict=True)
             ]
             if rows:
                 conn.execute(drawn.insert(), rows)
+            mapping = [
+                {"draw_id": draw_id, "public_ref": r, "credit_code": c}
+                for c, r in sorted(refs.by_code.items())
+            ]
+            for start in range(0, len(mapping), 50_000):
+                conn.execute(public_refs.insert(), mapping[start : start + 50_000])
         return record
 
     def _row(self, draw_id: str):
@@ -256,20 +306,67 @@ class DrawDesk:
         self._row(draw_id)
         return PublishedRecord.read(self.workdir / "draws" / draw_id)
 
-    def fetch(self, draw_id: str) -> dict:
-        """Targets, teams and commitment; the seed only once the draw is published."""
+    def fetch(self, draw_id: str, resolve: bool = True) -> dict:
+        """Targets, teams and commitment; the seed only once the draw is published.
+
+        ``resolve`` (whom to inspect): each target's ``credit_code`` and the keys of ``teams``
+        are the enterprises' real codes, and each target's ``public_ref`` is how it appears in
+        the public record (its code itself unless it is an individual business); ``parameters``
+        and ``policy`` stay as committed (references). ``resolve=False``: the record exactly as
+        published — no individual business's code anywhere.
+        """
         row = self._row(draw_id)
         doc = self.record(draw_id).document()
         if row.published_at is None:
             doc.pop("seed")
+        if resolve:
+            code = self._codes_of_targets(draw_id)
+            for t in doc["targets"]:
+                t["public_ref"] = t["credit_code"]
+                t["credit_code"] = code.get(t["public_ref"], t["public_ref"])
+            doc["teams"] = {code.get(ref, ref): team for ref, team in doc["teams"].items()}
         doc["published_at"] = row.published_at
         doc["status"] = "published" if row.published_at else "committed"
         return doc
 
+    def _codes_of_targets(self, draw_id: str) -> dict[str, str]:
+        """Reference → code of the individual businesses drawn in ``draw_id``."""
+        with self.engine.connect() as conn:
+            pairs = conn.execute(
+                select(public_refs.c.public_ref, public_refs.c.credit_code)
+                .join(
+                    drawn,
+                    (drawn.c.draw_id == public_refs.c.draw_id)
+                    & (drawn.c.credit_code == public_refs.c.credit_code),
+                )
+                .where(public_refs.c.draw_id == draw_id)
+            ).all()
+        return dict(pairs)
+
+    def resolve(self, draw_id: str, public_ref: str) -> str | None:
+        """The code a public reference of ``draw_id`` stands for (None when it is not one)."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(public_refs.c.credit_code).where(
+                    (public_refs.c.draw_id == draw_id) & (public_refs.c.public_ref == public_ref)
+                )
+            ).scalar()
+
     def publish(self, draw_id: str) -> dict:
-        """Reveal the seed: the record becomes public (JSON and CSV under ``public/``)."""
+        """Reveal the seed: the record becomes public (JSON and CSV under ``public/``).
+
+        Answers with the record exactly as published (public references, no individual
+        business's code). Refuses a draw whose inputs name individual businesses by their codes
+        (one made before public references): publishing it would disclose them."""
         row = self._row(draw_id)
         record = self.record(draw_id)
+        if individual_codes_in(record.inputs):
+            raise BadRequest(
+                "draw_id",
+                f"{draw_id!r} was drawn on individual businesses' codes, not their public "
+                "references; publishing it would disclose them — draw it again",
+                409,
+            )
         public = self.workdir / "draws" / draw_id / "public"
         record.write(public)
         if row.published_at is None:
@@ -277,7 +374,7 @@ class DrawDesk:
                 conn.execute(
                     draws.update().where(draws.c.draw_id == draw_id).values(published_at=_now())
                 )
-        doc = self.fetch(draw_id)
+        doc = self.fetch(draw_id, resolve=False)
         doc["files"] = sorted(p.name for p in public.iterdir())
         return doc
 
@@ -298,7 +395,20 @@ class DrawDesk:
     # -- results -----------------------------------------------------------------------------
 
     def ingest(self, items: list[dict], actor: str) -> dict:
-        """Store drawn inspections' outcomes; all or nothing. Returns each draw's lift."""
+        """Store drawn inspections' outcomes; all or nothing. Returns each draw's lift.
+
+        ``credit_code`` may be the enterprise's code or its public reference in that draw."""
+        items = [dict(r) for r in items]
+        for i, r in enumerate(items):
+            if is_public_ref(r["credit_code"]):
+                code = self.resolve(r["draw_id"], r["credit_code"])
+                if code is None:
+                    raise BadRequest(
+                        f"results[{i}]",
+                        f"{r['credit_code']} is no public reference of {r['draw_id']!r}",
+                        422,
+                    )
+                r["credit_code"] = code
         keys = {(r["draw_id"], r["credit_code"]) for r in items}
         if len(keys) != len(items):
             raise BadRequest("results", "the same draw_id and credit_code appear twice")

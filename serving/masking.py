@@ -17,8 +17,14 @@ Who sees codes in clear — only roles holding :data:`serving.auth.Permission.UN
 * ``platform`` — no. A platform sends the codes it asks about, so echoing them back adds
   nothing for it, while responses spread into its gateways, logs, caches and dashboards. The
   service therefore answers in request order so that results can be joined by position.
-  (Open question for the draw endpoint: inspectors must know whom to inspect; that list needs a
-  resolvable reference, which masking alone does not give.)
+  The one exception is a draw's targets (``/v1/draws/create`` and ``/v1/draws/get``): the
+  platform must know whom to inspect, so each target's ``credit_code`` (and each key of
+  ``teams``) is the real code, resolved from the draw's public references
+  (:mod:`serving.public_refs`). Everything else about a draw — its published files, the
+  ``publish`` answer (the record as published), ``verify`` and ``lift`` — names individual
+  businesses only by their **public references**: per-draw, keyed stand-ins that keep the draw
+  re-runnable by anyone, which a mask (nine ``*``) would not, and that only the authority can
+  link to a person (``serving/draws/SPEC.md`` §10).
 * ``auditor`` — no. Auditors judge whether decisions and draws were made correctly (reasons,
   records, chain of the audit log); none of that needs the person's identity.
 * unknown or missing role — masked (fail closed).

@@ -248,10 +248,8 @@ def pseudonymise(
         else []
     )
     listed = list(credit_codes) if credit_codes is not None else None
-    every = [codes, *(pd.Series(c, dtype=object) for c in conflicts)]
-    every.append(pd.Series(list(previous_teams), dtype=object))
-    every.append(pd.Series(listed or [], dtype=object))
-    named = pd.concat(every, ignore_index=True).astype(str)
+    others = [c for items in conflicts for c in items] + list(previous_teams) + (listed or [])
+    named = pd.concat([codes, pd.Series(others, dtype=object)], ignore_index=True).astype(str)
     reserved = named[named.str.startswith(REF_AUTHORITY)]
     if len(reserved):
         raise ValueError(

@@ -113,6 +113,7 @@ class InspectionResult(BaseModel):
     model_config = _STRICT
 
     draw_id: Annotated[str, Field(min_length=1, max_length=100)]
+    #: The enterprise's code, or its public reference in that draw (``serving.public_refs``).
     credit_code: str
     inspected_on: date
     problem_found: bool
@@ -121,7 +122,9 @@ class InspectionResult(BaseModel):
     @field_validator("credit_code")
     @classmethod
     def _code(cls, v: str) -> str:
-        return check_code(v)
+        from serving.public_refs import is_public_ref
+
+        return v if is_public_ref(v) else check_code(v)
 
 
 class IngestRequest(BaseModel):

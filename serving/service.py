@@ -282,7 +282,12 @@ class RiskService:
     async def draw_create(
         self, draw_id, draw_date, department, policy, scheme, inspectors, seed, ctx: bentoml.Context
     ) -> dict:
-        """Commit to a draw and draw its targets and teams; the seed stays secret until publish."""
+        """Commit to a draw and draw its targets and teams; the seed stays secret until publish.
+
+        The draw runs on public references of individual businesses (``serving.public_refs``);
+        the answer resolves them for the platform that inspects: each target's ``credit_code``
+        (and each key of ``teams``) is the real code, ``public_ref`` how the target appears in
+        the public record; ``parameters`` and ``policy`` are as committed (references)."""
         from serving.auth import Permission
 
         body = {"draw_id": draw_id, "draw_date": draw_date, "department": department,
@@ -312,7 +317,8 @@ class RiskService:
 
     @bentoml.api(route="/v1/draws/get", input_spec=DrawRef)
     async def draw_get(self, draw_id, ctx: bentoml.Context) -> dict:
-        """A draw's targets, teams and commitment (and its seed once published)."""
+        """A draw's targets, teams and commitment (and its seed once published); targets resolved
+        to real codes as in :meth:`draw_create`."""
         from serving.auth import Permission
 
         async def answer(_):
@@ -323,16 +329,15 @@ class RiskService:
 
     @bentoml.api(route="/v1/draws/publish", input_spec=DrawRef)
     async def draw_publish(self, draw_id, ctx: bentoml.Context) -> dict:
-        """Reveal the seed and write the public record (JSON and CSV)."""
+        """Reveal the seed and write the public record (JSON and CSV); answers with the record
+        exactly as published (public references: no individual business's code)."""
         from serving.auth import Permission
 
         async def answer(_):
             return await anyio.to_thread.run_sync(lambda: self.desk.publish(draw_id))
 
         body = {"draw_id": draw_id}
-        return await self._serve(
-            ctx, Permission.DRAWS, "draw_publish", body, answer, clear_codes=True
-        )
+        return await self._serve(ctx, Permission.DRAWS, "draw_publish", body, answer)
 
     @bentoml.api(route="/v1/draws/verify", input_spec=DrawRef)
     async def draw_verify(self, draw_id, ctx: bentoml.Context) -> dict:

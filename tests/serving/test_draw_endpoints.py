@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 from serving.audit import AuditLog
 from serving.cli import app
 from serving.draws import seed_hash
+from serving.masking import INDIVIDUAL_CODE_IN_TEXT
+from serving.public_refs import is_public_ref
 from tests.serving.conftest import Live
 
 runner = CliRunner()
@@ -70,6 +72,56 @@ def test_a_draw_commits_before_revealing_its_seed(live: Live, drawn: dict) -> No
     assert fetched["commitment"] == drawn["commitment"] and "seed" not in fetched
 
 
+def test_individual_businesses_are_drawn_under_public_references_resolved_for_the_platform(
+    live: Live, drawn: dict
+) -> None:
+    individuals = [t for t in drawn["targets"] if t["credit_code"].startswith("92")]
+    companies = [t for t in drawn["targets"] if not t["credit_code"].startswith("92")]
+    assert individuals and companies
+    for t in individuals:  # the real code for whoever inspects, the reference as published
+        assert is_public_ref(t["public_ref"]) and t["public_ref"][1:8] == t["credit_code"][1:8]
+        assert t["credit_code"] in live.snapshot["credit_code"].to_numpy()
+        assert t["credit_code"] in drawn["teams"]
+    assert all(t["public_ref"] == t["credit_code"] for t in companies)
+    assert len({t["public_ref"] for t in drawn["targets"]}) == len(drawn["targets"])
+    # What is stored on disk for the draw (not yet public) names nobody either.
+    private = live.workdir / "draws" / "2026-MR-07"
+    assert scan(*[p for p in private.iterdir() if p.is_file()]) == []
+    assert (live.workdir / "keys" / "public_refs.key").stat().st_mode & 0o077 == 0
+
+
+def scan(*paths: Path) -> list[str]:
+    """Every individual business's code in the files (byte by byte, as UTF-8 text)."""
+    return [
+        f"{p.name}: {m.group(0)}"
+        for p in paths
+        for m in INDIVIDUAL_CODE_IN_TEXT.finditer(p.read_bytes().decode("utf-8"))
+    ]
+
+
+def test_nothing_published_and_no_answer_but_the_targets_names_an_individual_business(
+    live: Live, drawn: dict
+) -> None:
+    published = post(live, "/v1/draws/publish", {"draw_id": "2026-MR-07"})
+    folder = live.workdir / "draws" / "2026-MR-07" / "public"
+    files = sorted(folder.iterdir())
+    assert {p.name for p in files} == set(published.json()["files"])
+    assert scan(*files) == []
+    listed = (folder / "targets.csv").read_text().splitlines()[1:]
+    assert {line.split(",")[0] for line in listed} == {t["public_ref"] for t in drawn["targets"]}
+    answers = {
+        "publish": published,
+        "verify": post(live, "/v1/draws/verify", {"draw_id": "2026-MR-07"}),
+        "lift": post(live, "/v1/draws/lift", {"draw_id": "2026-MR-07"}),
+        "auditor get": post(live, "/v1/draws/get", {"draw_id": "2026-MR-07"}, role="auditor"),
+    }
+    assert answers["auditor get"].status_code == 403
+    for name, r in answers.items():
+        assert not INDIVIDUAL_CODE_IN_TEXT.search(r.content.decode("utf-8")), name
+    assert set(published.json()["targets"][0]) >= {"credit_code", "arm"}
+    assert all("public_ref" not in t for t in published.json()["targets"])
+
+
 def test_published_draw_verifies_in_the_service_and_from_its_files(live: Live, drawn: dict) -> None:
     published = post(live, "/v1/draws/publish", {"draw_id": "2026-MR-07"}).json()
     assert published["seed"] == "a secret seed of the county office"
@@ -105,14 +157,23 @@ def test_a_tampered_published_copy_fails_verification(
     assert result.exit_code == 1 and "seed" in result.output
 
 
-def test_same_inputs_and_seed_give_the_same_draw(live: Live, drawn: dict) -> None:
+def test_same_seed_gives_companies_the_same_keys_and_individuals_new_references(
+    live: Live, drawn: dict
+) -> None:
     again = create(live, "2026-MR-07-again", seed="a secret seed of the county office").json()
-    key = lambda d: [(t["credit_code"], t["arm"]) for t in d["targets"]]  # noqa: E731
-    # A different draw_id is part of the commitment but not of the keys: same selection.
-    assert key(again) == key(drawn)
     assert again["commitment"] != drawn["commitment"]
+    # A unit's key depends on the seed and the unit only: a company drawn both times has the
+    # same keys. An individual business's unit is its reference, which depends on the draw id
+    # (SPEC §10: unlinkable across draws), so its keys — and the selection — may differ.
+    keys = lambda d: {t["credit_code"]: (t["key_risk"], t["key_control"]) for t in d["targets"]}  # noqa: E731
+    a, b = keys(drawn), keys(again)
+    companies = [c for c in a.keys() & b.keys() if not c.startswith("92")]
+    assert companies and all(a[c] == b[c] for c in companies)
+    refs = lambda d: {t["public_ref"] for t in d["targets"] if t["credit_code"].startswith("92")}  # noqa: E731
+    assert refs(drawn) and refs(again) and not refs(drawn) & refs(again)
     other = create(live, "2026-MR-07-other", seed="another secret seed entirely").json()
-    assert key(other) != key(drawn)
+    b = keys(other)
+    assert all(a[c] != b[c] for c in a.keys() & b.keys() if not c.startswith("92"))
 
 
 def test_results_feed_the_lift_of_the_risk_arm_over_the_control_arm(
@@ -139,6 +200,25 @@ def test_results_feed_the_lift_of_the_risk_arm_over_the_control_arm(
     assert lo < risk - control < hi
     again = post(live, "/v1/results", {"results": rows[:1]}, role="admin")
     assert again.status_code == 409
+
+
+def test_results_may_name_a_target_by_its_public_reference(live: Live, drawn: dict) -> None:
+    again = post(live, "/v1/draws/get", {"draw_id": "2026-MR-07-again"}).json()
+    target = next(t for t in again["targets"] if t["credit_code"].startswith("92"))
+    row = {
+        "draw_id": "2026-MR-07-again",
+        "credit_code": target["public_ref"],
+        "inspected_on": "2026-08-01",
+        "problem_found": True,
+    }
+    r = post(live, "/v1/results", {"results": [row]}, role="admin")
+    assert r.status_code == 200, r.text
+    assert r.json()["lift"]["2026-MR-07-again"]["inspected"] == 1
+    by_code = {**row, "credit_code": target["credit_code"]}
+    assert post(live, "/v1/results", {"results": [by_code]}, role="admin").status_code == 409
+    elsewhere = next(t["public_ref"] for t in drawn["targets"] if t["public_ref"][0] == "X")
+    r = post(live, "/v1/results", {"results": [{**row, "credit_code": elsewhere}]}, role="admin")
+    assert r.status_code == 422 and "no public reference" in r.text
 
 
 BAD = [
