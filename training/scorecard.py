@@ -26,6 +26,22 @@ POINTS_TO_DOUBLE = 20.0
 _FACTOR = POINTS_TO_DOUBLE / math.log(2)
 
 
+def quantile_edges(x: np.ndarray, max_bins: int) -> np.ndarray:
+    """Inner bin edges: quantiles of ``x``, except that a lowest value holding at least one
+    bin's share (counts that are mostly 0, flags) gets a bin of its own and the values above
+    it are cut by their own quantiles — plain quantiles would all fall on that value and leave
+    the feature a single bin, however much its rarer values say about risk."""
+    if not len(x):
+        return np.array([], dtype=np.float64)
+    lowest = x.min()
+    above = x[x > lowest]
+    if len(above) and (len(x) - len(above)) / len(x) >= 1 / max_bins:
+        inner = np.quantile(above, np.linspace(0, 1, max_bins)[1:-1]) if max_bins > 2 else []
+        return np.unique(np.asarray([above.min(), *inner], dtype=np.float64))
+    qs = np.quantile(x, np.linspace(0, 1, max_bins + 1)[1:-1])
+    return np.unique(np.asarray(qs, dtype=np.float64))
+
+
 @dataclass
 class Scorecard:
     max_bins: int = 5
@@ -86,9 +102,7 @@ class Scorecard:
                 self.categories[name] = tuple(sorted(share[share >= self.min_category_share].index))
             else:
                 x = pd.to_numeric(frame[name]).to_numpy(dtype=np.float64, na_value=np.nan)
-                x = x[~np.isnan(x)]
-                qs = np.quantile(x, np.linspace(0, 1, self.max_bins + 1)[1:-1]) if len(x) else []
-                self.edges[name] = np.unique(np.asarray(qs, dtype=np.float64))
+                self.edges[name] = quantile_edges(x[~np.isnan(x)], self.max_bins)
         self.columns = [
             (name, lab)
             for name in self.features

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from features.catalogue import CATEGORICAL_FEATURES, FEATURE_NAMES
-from training.scorecard import POINTS_TO_DOUBLE, Scorecard
+from training.scorecard import POINTS_TO_DOUBLE, Scorecard, quantile_edges
 
 
 def frame(n: int = 6_000, seed: int = 1) -> tuple[pd.DataFrame, np.ndarray]:
@@ -29,8 +29,8 @@ def test_points_rise_with_the_risk_drivers_and_match_the_logit() -> None:
     ind = table[table["feature"] == "industry"].set_index("bin")["points"]
     assert ind["H"] > ind["C"] + 10 and ind["H"] > ind["I"] + 10
     pen = table[table["feature"] == "penalty_count_1y"].set_index("bin")["points"]
-    assert list(pen.index) == ["[0, 1)", ">= 1"]  # bins in natural order
-    assert pen[">= 1"] > pen["[0, 1)"]
+    assert list(pen.index) == ["< 1", ">= 1"]  # bins in natural order
+    assert pen[">= 1"] > pen["< 1"]
     # total points are the base plus each row's bins; 20 points double the odds
     odds = np.exp(sc.logit(df))
     points = sc.points(df)
@@ -57,3 +57,25 @@ def test_ranks_almost_as_well_as_the_true_risk() -> None:
     oracle = roc_auc_score(yt, test["penalty_count_1y"] * 0.9 + (test["industry"] == "H"))
     ours = roc_auc_score(yt, Scorecard().fit(df, y).predict_proba(test))
     assert oracle - 0.02 < ours <= oracle + 0.01
+
+
+def test_a_flag_or_a_mostly_zero_count_keeps_its_rare_values_apart() -> None:
+    """Plain quantiles of a value that is 0 for 90 % of enterprises all fall on 0: one bin."""
+    rng = np.random.default_rng(3)
+    flag = (rng.random(10_000) < 0.1).astype(float)
+    assert quantile_edges(flag, 5).tolist() == [1.0]  # "< 1" and ">= 1"
+    counts = np.where(rng.random(10_000) < 0.9, 0.0, rng.integers(1, 40, 10_000))
+    edges = quantile_edges(counts, 5)
+    assert edges[0] == 1.0 and len(edges) == 4 and np.all(np.diff(edges) > 0)
+    spread = rng.normal(size=10_000)  # no heavy lowest value: plain quintiles
+    assert np.allclose(quantile_edges(spread, 5), np.quantile(spread, [0.2, 0.4, 0.6, 0.8]))
+    assert quantile_edges(np.zeros(50), 5).tolist() == [0.0]
+    assert quantile_edges(np.array([]), 5).size == 0
+
+    n = 8_000
+    x = (rng.random(n) < 0.1).astype(float)
+    y = (rng.random(n) < np.where(x == 1, 0.6, 0.1)).astype(int)
+    df = pd.DataFrame({"flag": x})
+    sc = Scorecard(features=("flag",)).fit(df, y)
+    bins = sc.points_table().set_index("bin")["points"]
+    assert bins[">= 1"] > bins["< 1"] + 2 * POINTS_TO_DOUBLE
