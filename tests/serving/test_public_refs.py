@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import shutil
 import stat
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -15,6 +18,8 @@ import pytest
 
 from features.credit_code import ALPHABET, AUTHORITIES, check_character, is_valid
 from serving import public_refs
+from serving.draw_desk import DrawDesk
+from serving.draw_desk import draws as draws_table
 from serving.draws import PublishedRecord, draw, verify
 from serving.draws.synthetic import EXAMPLE_POLICY, example_inputs, inspectors_frame, pool_frame
 from serving.masking import INDIVIDUAL_CODE_IN_TEXT
@@ -27,6 +32,7 @@ from serving.public_refs import (
     pseudonymise,
     reference_key,
 )
+from serving.runtime import BadRequest
 
 KEY = b"spec-example-key-0123456789abcdef"
 #: SPEC.md §10's worked example: (code, draw id, candidate) → reference.
@@ -171,6 +177,7 @@ def referenced_inputs(draw_id: str = "mixed-1", seed: str = "mixed seed", **poli
 
 
 def scan(folder: Path) -> list[str]:
+    """Every individual business's code in the folder's files (every byte, as UTF-8 text)."""
     return [
         f"{p.name}: {m.group(0)}"
         for p in sorted(folder.iterdir())
@@ -250,3 +257,105 @@ def test_a_draw_naming_individuals_in_clear_is_detected() -> None:
     inputs = example_inputs(pool=pool, inspectors=inspectors_frame(12, pool, seed=1))
     found = individual_codes_in(inputs)
     assert found and all(c.startswith("92") for c in found)
+
+
+# --- the desk: SQLite and PostgreSQL ------------------------------------------------------------
+@dataclass
+class Snapshot:
+    """What :meth:`DrawDesk.create` reads of the loaded service state (``runtime.Loaded``)."""
+
+    frame: pd.DataFrame
+    tiers: dict
+    model: SimpleNamespace
+    model_version: str = "risk-model@v3"
+    snapshot_version: str = "2026-06-30"
+
+
+def desk_and_state(url: str, workdir: Path) -> tuple[DrawDesk, Snapshot]:
+    pool = mixed_pool(120, seed=9)
+    (workdir / "validated").mkdir(parents=True)
+    pd.DataFrame(
+        {
+            "credit_code": pool["credit_code"][:20],
+            "inspected_on": pd.Timestamp("2026-01-10").date(),
+            "inspector_ids": "INS000001;INS000002",
+        }
+    ).to_parquet(workdir / "validated" / "inspections.parquet")
+    policy = SimpleNamespace(tier_names=lambda scheme: ["A", "B", "C", "D"])
+    state = Snapshot(
+        frame=pool[["credit_code", "region", "industry"]],
+        tiers={"national4": pool["tier"].to_numpy()},
+        model=SimpleNamespace(policy=policy, meta={"data_fingerprint": "fp"}),
+    )
+    return DrawDesk(url, workdir), state
+
+
+def test_the_desk_keeps_references_private_and_resolves_them(
+    database, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    desk, state = desk_and_state(database.url, tmp_path / "ws")
+    pool = state.frame
+    person = next(c for c in pool["credit_code"] if c.startswith("92"))
+    region = pool.loc[pool["credit_code"] == person, "region"].iat[0]
+    staff = inspectors_frame(12, mixed_pool(120, seed=9), department="market", seed=1)
+    staff["department"] = staff["region"] + "-MR"
+    staff["conflicts"] = [[person] if r == region else [] for r in staff["region"]]
+    record = desk.create(
+        state,
+        draw_id="2026-MR-09",
+        draw_date=pd.Timestamp("2026-07-15").date(),
+        department="MR",
+        policy={**EXAMPLE_POLICY, "filters": {}, "exclusions": {}},
+        scheme="national4",
+        actor="test",
+        inspectors=staff.to_dict(orient="records"),
+        seed="a seed of at least sixteen characters",
+    )
+    assert individual_codes_in(record.inputs) == []
+    fetched = desk.fetch("2026-MR-09")
+    targets = {t["credit_code"]: t for t in fetched["targets"]}
+    individuals = [c for c in targets if c.startswith("92")]
+    assert individuals and set(targets) <= set(pool["credit_code"])
+    for code in individuals:
+        ref = targets[code]["public_ref"]
+        assert is_public_ref(ref) and desk.resolve("2026-MR-09", ref) == code
+        assert code in fetched["teams"]
+    # Everybody named in the draw has a private mapping, one reference per code.
+    refs = assign(reference_key(tmp_path / "ws"), "2026-MR-09", pool["credit_code"])
+    assert all(desk.resolve("2026-MR-09", r) == c for c, r in refs.items())
+    published = desk.publish("2026-MR-09")
+    public = tmp_path / "ws" / "draws" / "2026-MR-09" / "public"
+    assert scan(public) == [] and verify(PublishedRecord.read(public)).ok
+    assert not INDIVIDUAL_CODE_IN_TEXT.search(json.dumps(published, default=str))
+    assert {t["credit_code"] for t in published["targets"]} == {
+        t["public_ref"] for t in fetched["targets"]
+    }
+    # Results by reference land on the real code (and once only).
+    code = individuals[0]
+    row = {"draw_id": "2026-MR-09", "inspected_on": pd.Timestamp("2026-08-01").date(),
+           "problem_found": True}  # fmt: skip
+    desk.ingest([{**row, "credit_code": targets[code]["public_ref"]}], actor="test")
+    with pytest.raises(BadRequest, match="already ingested"):
+        desk.ingest([{**row, "credit_code": code}], actor="test")
+
+
+def test_a_draw_made_on_clear_codes_is_not_published(database, tmp_path) -> None:
+    desk = DrawDesk(database.url, tmp_path)
+    pool = mixed_pool(60)
+    inputs = example_inputs(pool=pool, inspectors=inspectors_frame(12, pool, seed=1))
+    record = PublishedRecord.from_result(draw(inputs, "example-seed"))
+    record.write(tmp_path / "draws" / inputs.draw_id)
+    with desk.engine.begin() as conn:
+        conn.execute(
+            draws_table.insert().values(
+                draw_id=inputs.draw_id, created_at="2026-11-23T00:00:00+00:00",
+                created_by="test", draw_date=inputs.draw_date, department="market",
+                commitment=record.commitment, seed_hash=inputs.seed_hash,
+                model_version="m", snapshot_version="s", targets=len(record.targets),
+            )
+        )  # fmt: skip
+    with pytest.raises(BadRequest, match="publishing it would disclose them") as refused:
+        desk.publish(inputs.draw_id)
+    assert refused.value.status == 409
+    assert not (tmp_path / "draws" / inputs.draw_id / "public").exists()
