@@ -148,8 +148,10 @@ def tier_distribution_plot(
     counts: Mapping[str, int],
     rates: Mapping[str, float] | None = None,
     title: str = "Enterprises per risk tier",
+    counted: str = "enterprises",
 ) -> Figure:
-    """Bars of enterprise counts per tier, in the given order; optionally the observed problem
+    """Bars of counts per tier (of ``counted``: enterprises, inspections…), in the given order;
+    optionally the observed problem
     rate per tier as a line on a second y axis (``fig.axes[1]``).
 
     Tiers of ``counts`` missing from ``rates`` are drawn as gaps; a tier in ``rates`` but not
@@ -168,7 +170,7 @@ def tier_distribution_plot(
     ax.bar_label(bars, labels=[f"{h:,}" for h in heights], fontsize=8)
     ax.set_xticks(pos, [str(t) for t in tiers])
     ax.set_xlabel("Risk tier")
-    ax.set_ylabel("Number of enterprises")
+    ax.set_ylabel(f"Number of {counted}")
     ax.set_title(title)
     if rates is not None:
         ax2 = ax.twinx()

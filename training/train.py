@@ -396,6 +396,7 @@ def _figures(result: TrainResult, test: pd.DataFrame, ev: Evaluation, config: Tr
             {t: int((tiers == t).sum()) for t in names},
             {t: float(test["label"][tiers == t].mean()) for t in names if (tiers == t).any()},
             title=f"Test-period inspections by {active} tier",
+            counted="inspections",
         ),
     }
     for name, table in result.slices.items():

@@ -115,6 +115,9 @@ def test_tier_distribution_plot_with_rates() -> None:
 def test_tier_distribution_plot_without_rates_and_bad_rates() -> None:
     fig = tier_distribution_plot({"E": 1, "A": 2})
     assert len(fig.axes) == 1
+    assert fig.axes[0].get_ylabel() == "Number of enterprises"
+    counted = tier_distribution_plot({"A": 3}, counted="inspections")
+    assert counted.axes[0].get_ylabel() == "Number of inspections"
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["E", "A"]
     with pytest.raises(ValueError, match="Z"):
         tier_distribution_plot({"A": 1}, {"Z": 0.1})
