@@ -10,23 +10,37 @@ caught only against a head hash published earlier (``verify(published=(seq, hash
 database.
 
 Storage: a real SQL database through SQLAlchemy Core. By default a SQLite file
-(``sqlite:///path/service.db``, or simply a filesystem path); PostgreSQL works by URL
-(``postgresql+psycopg://…``, needs a driver installed) — the tests here run on SQLite only, as no
-PostgreSQL server is available; the PostgreSQL branches (table lock, trigger DDL) are written to
-the PostgreSQL documentation but not exercised by the test suite.
+(``sqlite:///path/service.db``, or simply a filesystem path); PostgreSQL by URL
+(``postgresql+psycopg://user:password@host:5432/db``; psycopg 3 is installed with the project,
+and libpq's ``postgresql://…`` / ``postgres://…`` spellings are taken to mean it). Both are
+tested: every test of ``tests/serving/test_audit.py`` (append, chain verification, each kind of
+tampering named, the triggers, concurrent appends from threads and from processes) runs on a
+SQLite file and on a real PostgreSQL 16 server started by the tests (``tests/postgres.py``), and
+``tests/serving/test_postgres.py`` covers what only PostgreSQL has (TRUNCATE, a least-privilege
+role, workers creating the schema at once) and the whole service running on it.
 
 Append-only is enforced three ways: this class has no update or delete method; SQLite gets
 triggers that ``RAISE(ABORT)`` on ``UPDATE``/``DELETE`` of ``audit_log`` (PostgreSQL gets an
 equivalent trigger function, also on ``TRUNCATE``); and whoever bypasses both — e.g. opens the
-file with ``sqlite3``, drops the triggers and edits rows — is still caught by :meth:`verify`,
-because the triggers protect against accidents and the chain proves integrity. Opening an
-``AuditLog`` re-creates missing triggers.
+file with ``sqlite3``, or connects as the PostgreSQL superuser, drops the triggers and edits
+rows — is still caught by :meth:`verify`, because the triggers protect against accidents and the
+chain proves integrity. Opening an ``AuditLog`` re-creates missing triggers — on PostgreSQL only
+when the connecting role owns ``audit_log``. There the recommended set-up is least privilege: an
+owner role creates the schema (open an ``AuditLog``, ``KeyStore`` and ``DrawDesk`` once with its
+URL), and the service's role gets ``SELECT, INSERT`` on ``audit_log`` (plus what it needs on the
+other tables); it can then neither change nor delete rows nor touch the triggers, and appends
+and verifies as usual (tested).
 
 Concurrency: the service runs several worker threads (and maybe processes). An append reads the
 head and inserts the next row in one write transaction — ``BEGIN IMMEDIATE`` on SQLite (the
 write lock is taken before the head is read, so two writers cannot both extend the same head),
-``LOCK TABLE … IN SHARE ROW EXCLUSIVE MODE`` on PostgreSQL. ``seq`` is the primary key, so even
-a broken lock could never fork the chain: the loser gets an integrity error and retries.
+a transaction-scoped advisory lock (``pg_advisory_xact_lock``) on PostgreSQL, taken before the
+head is read in a ``READ COMMITTED`` transaction (pinned on the engine). Not ``LOCK TABLE``: its
+exclusive modes need ``UPDATE``/``DELETE``/``TRUNCATE`` rights, which an append-only log's
+writer should not hold. ``seq`` is the primary key (64-bit), so even a writer that skips the lock
+could never fork the chain: the loser gets an integrity error and retries. Schema creation on
+PostgreSQL is serialised the same way, as workers starting together would otherwise collide on
+``CREATE TABLE`` / ``CREATE OR REPLACE FUNCTION``.
 
 Durability: the service answers a request only once the transaction holding its audit row has
 committed (:class:`GroupCommit` resolves the request's future after ``COMMIT`` returns). SQLite
