@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from unittest import mock
 
 import pandas as pd
 import pytest
@@ -17,7 +18,9 @@ from serving.draws import (
     seed_hash,
     verify,
 )
+from serving.draws.policy import TeamRules
 from serving.draws.synthetic import EXAMPLE_POLICY, example_inputs, inspectors_frame, pool_frame
+from serving.draws.teams import InspectorTable, Target, _Repair, assign_teams
 
 SEED = "example-seed"
 
@@ -242,6 +245,74 @@ def test_load_cap_too_tight_refuses_with_counts() -> None:
         DrawRefused, match=r"load cap 2 leaves 6 assignments for \d+ targets, teams of 2 need"
     ):
         draw(inputs, SEED)
+
+
+def code(k: int) -> str:
+    return f"91330101{k:010d}"
+
+
+def teams_for(
+    staff: dict, n_targets: int, size: int = 2, cap: int | None = 1, skey: int = 1, previous=None
+) -> dict:
+    """Teams for targets code(1..n) of region 330101; ``staff``: id -> (conflicts, load)."""
+    table = InspectorTable.from_frame(pd.DataFrame(
+        [{"inspector_id": i, "department": "market", "region": "330101",
+          "conflicts": [code(k) for k in conflicts], "load": load}
+         for i, (conflicts, load) in staff.items()]
+    ))  # fmt: skip
+    targets = [
+        Target(code(k), code(k).encode(), "330101", "market") for k in range(1, n_targets + 1)
+    ]
+    return assign_teams(
+        targets, table, TeamRules(team_size=size, load_cap=cap), skey, previous or {}
+    )
+
+
+def test_a_team_the_walk_leaves_short_is_completed_by_moving_an_inspector() -> None:
+    """Target 1 may have a, b, c; target 2 a, b, d; one place each. Target 1 is served first;
+    when its walk takes a and b, target 2's walk ends short and the repair must move a or b."""
+    staff = {"a": ([], 0), "b": ([], 0), "c": ([2], 0), "d": ([1], 0)}
+    with mock.patch.object(_Repair, "fill", autospec=True, side_effect=_Repair.fill) as repair:
+        for skey in range(40):
+            teams = teams_for(staff, 2, skey=skey)
+            one, two = set(teams[code(1)]), set(teams[code(2)])
+            assert len(one) == len(two) == 2 and not one & two
+            assert one <= {"a", "b", "c"} and two <= {"a", "b", "d"}
+    assert 0 < repair.call_count < 40  # needed for some seeds (the walk alone refused), not all
+
+
+def test_a_target_with_too_few_eligible_inspectors_is_refused_as_impossible() -> None:
+    staff = {"a": ([1], 0), "b": ([1], 0), "c": ([], 0)}
+    with pytest.raises(
+        DrawRefused,
+        match=rf"^region 330101, department market: target {code(1)} has 1 eligible inspector "
+        r"with capacity \(load cap 2; 2 targets in the group\), teams of 2 need at least 2$",
+    ):
+        teams_for(staff, 2, cap=2)
+
+
+def test_targets_sharing_too_few_places_are_refused_as_impossible_with_counts() -> None:
+    """Three targets need 6 places; a, b, c can give 5 (c has one left); d conflicts with all."""
+    staff = {"a": ([], 0), "b": ([], 0), "c": ([], 1), "d": ([1, 2, 3], 0)}
+    with pytest.raises(
+        DrawRefused,
+        match=r"^region 330101, department market: no assignment meets every rule \(3 targets, "
+        rf"teams of 2, load cap 2\): target {code(3)} and the 2 other targets it could exchange "
+        r"inspectors with need 6 places, and the 3 eligible inspectors with capacity they can "
+        r"draw on fill at most 5 of them$",
+    ):
+        teams_for(staff, 3, cap=2)
+
+
+def test_a_repair_stopped_by_the_previous_team_rule_says_so() -> None:
+    staff = {"a": ([], 0), "b": ([], 0), "c": ([1], 0)}
+    with pytest.raises(
+        DrawRefused,
+        match=rf"^region 330101, department market: target {code(1)}: every exchange of "
+        r"inspectors found for it \(1\) would give a target its previous team again; .* not "
+        r"ruled out \(1 target, teams of 2, load cap None\)$",
+    ):
+        teams_for(staff, 1, cap=None, previous={code(1): ("b", "a")})
 
 
 def test_quota_infeasible_high_risk_share_refuses() -> None:

@@ -4,7 +4,8 @@ Teams: exact size, distinct members, same department and region as the target, n
 conflict, never the previous team, load caps respected. Probabilities: every eligible
 enterprise has π ≥ floor, excluded ones π = 0. Quotas: each cell gets exactly its count, the
 quota policy's risk arm holds exactly the quota with at least the high-risk share.
-A refusal is allowed only when it is true (checked for the inspector-count refusal).
+A refusal is allowed only when it is true (checked for the inspector-count refusal; for teams
+alone, refused if and only if max-flow finds no assignment, when there are no previous teams).
 """
 
 from __future__ import annotations
@@ -13,13 +14,19 @@ import math
 import re
 from collections import Counter
 from fractions import Fraction
+from unittest import mock
 
 import numpy as np
+import pandas as pd
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import maximum_flow
 
 from serving.draws import DrawRefused, draw
+from serving.draws.policy import TeamRules
 from serving.draws.synthetic import example_inputs, inspectors_frame, pool_frame
+from serving.draws.teams import InspectorTable, Target, _Repair, assign_teams
 
 TIERS = ["A", "B", "C", "D"]
 SEED = "property-seed"
@@ -144,3 +151,127 @@ def check_refusal_is_true(message: str, inputs) -> None:
         assert usable == int(np.sum(capacity)) < inputs.policy.teams.team_size
         return
     assert re.match(r"(region \S+, department \S+: |allocation\.)", message), message
+
+
+# --- teams alone: refused if and only if no assignment exists (SPEC §7, walk + repair) --------
+@st.composite
+def rosters(draw_: st.DrawFn) -> dict:
+    """Up to two groups of a few targets and inspectors, with random conflicts, loads and caps;
+    half of them built around a hidden assignment that uses every place (feasible but tight,
+    where the walk alone most often ends short)."""
+    size = draw_(st.integers(2, 3))
+    regions = ["330101", "330102"][: draw_(st.integers(1, 2))]
+    n_targets = draw_(st.integers(1, 10))
+    codes = [f"91330101{k:010d}" for k in range(n_targets)]
+    target_region = [draw_(st.sampled_from(regions)) for _ in codes]
+    n_staff = draw_(st.integers(size, 3 + 3 * size))
+    staff_region = [draw_(st.sampled_from(regions)) for _ in range(n_staff)]
+    planted: set[tuple[str, int]] = set()
+    if draw_(st.booleans()):
+        for c, r in zip(codes, target_region, strict=True):
+            mates = [k for k in range(n_staff) if staff_region[k] == r]
+            if len(mates) >= size:
+                planted |= {(c, k) for k in draw_(st.permutations(mates))[:size]}
+        used = Counter(k for _, k in planted)
+        cap = max(2, max(used.values(), default=0))
+        loads = [max(0, cap - used[k] - draw_(st.integers(0, 1))) for k in range(n_staff)]
+    else:
+        cap = draw_(st.one_of(st.none(), st.integers(2, 5)))
+        loads = [draw_(st.integers(0, 2)) for _ in range(n_staff)]
+    staff = []
+    for k in range(n_staff):
+        mine = [c for c, r in zip(codes, target_region, strict=True) if r == staff_region[k]]
+        conflicts = [c for c in mine if (c, k) not in planted and draw_(st.integers(0, 4)) == 0]
+        staff.append({"inspector_id": f"I{k:02d}", "department": "market",
+                      "region": staff_region[k], "conflicts": conflicts, "load": loads[k]})  # fmt: skip
+    return {
+        "targets": [Target(c, c.encode(), r, "market") for c, r in zip(codes, target_region, strict=True)],
+        "staff": InspectorTable.from_frame(pd.DataFrame(staff)),
+        "rules": TeamRules(team_size=size, load_cap=cap),
+        "skey": draw_(st.integers(0, 2**64 - 1)),
+    }  # fmt: skip
+
+
+def most_places(targets: list[Target], staff: InspectorTable, rules: TeamRules) -> int:
+    """Max-flow (scipy): source → target (team_size) → eligible inspector (1) → sink (capacity)."""
+    n, m = len(targets), len(staff)
+    graph = np.zeros((n + m + 2, n + m + 2), dtype=np.int32)
+    source, sink = n + m, n + m + 1
+    for t, target in enumerate(targets):
+        graph[source, t] = rules.team_size
+        for k in range(m):
+            same = (staff.region[k], staff.department[k]) == (target.region, target.department)
+            if same and target.code not in staff.conflicts[k]:
+                graph[t, n + k] = 1
+    for k in range(m):
+        cap = n if rules.load_cap is None else max(0, rules.load_cap - int(staff.load[k]))
+        graph[n + k, sink] = cap
+    return maximum_flow(csr_matrix(graph), source, sink).flow_value
+
+
+def check_teams(teams: dict, targets, staff: InspectorTable, rules: TeamRules, previous) -> None:
+    """Every rule of SPEC §7 on an assignment."""
+    where = {i: k for k, i in enumerate(staff.ids)}
+    assigned: Counter = Counter()
+    assert sorted(teams) == sorted(t.code for t in targets)
+    for target in targets:
+        team = teams[target.code]
+        assert len(team) == rules.team_size == len(set(team))
+        for member in team:
+            k = where[member]
+            assert (staff.region[k], staff.department[k]) == (target.region, target.department)
+            assert target.code not in staff.conflicts[k]
+            assigned[member] += 1
+        assert set(team) != set(previous.get(target.code, ()))
+    if rules.load_cap is not None:
+        for member, extra in assigned.items():
+            assert staff.load[where[member]] + extra <= rules.load_cap
+
+
+@settings(max_examples=400, deadline=None)
+@given(rosters())
+def test_teams_are_refused_exactly_when_no_assignment_exists(case: dict) -> None:
+    """Without previous teams the walk plus the repair is complete: a refusal means max-flow
+    falls short, and a max-flow that falls short means a refusal (stating true counts)."""
+    targets, staff, rules = case["targets"], case["staff"], case["rules"]
+    feasible = most_places(targets, staff, rules) == rules.team_size * len(targets)
+    with mock.patch.object(_Repair, "fill", autospec=True, side_effect=_Repair.fill) as repair:
+        try:
+            teams = assign_teams(targets, staff, rules, case["skey"], {})
+        except DrawRefused as exc:
+            event("refused" + (" after a repair" if repair.called else " before any repair"))
+            assert not feasible, str(exc)
+            assert "previous team" not in str(exc)
+            m = re.search(r"need (\d+) places, .* fill at most (\d+) of them$", str(exc))
+            if m:
+                assert int(m.group(2)) < int(m.group(1))
+            return
+    event("drawn after a repair (the walk alone refused)" if repair.called else "drawn by the walk")
+    assert feasible
+    check_teams(teams, targets, staff, rules, {})
+
+
+@settings(max_examples=300, deadline=None)
+@given(rosters(), st.data())
+def test_teams_with_previous_teams_meet_every_rule_or_refuse_truthfully(case: dict, data) -> None:
+    """With previous teams: every assignment meets every rule, previous team included; a refusal
+    that calls the draw impossible is true by max-flow (which ignores the previous-team rule, so
+    it is a stronger claim); the other refusal names the previous-team rule."""
+    targets, staff, rules = case["targets"], case["staff"], case["rules"]
+    previous = {}
+    for target in targets:
+        mates = [i for k, i in enumerate(staff.ids) if staff.region[k] == target.region]
+        if len(mates) >= rules.team_size and data.draw(st.booleans()):
+            previous[target.code] = tuple(data.draw(st.permutations(mates))[: rules.team_size])
+    try:
+        teams = assign_teams(targets, staff, rules, case["skey"], previous)
+    except DrawRefused as exc:
+        feasible = most_places(targets, staff, rules) == rules.team_size * len(targets)
+        if "previous team again" in str(exc):
+            event("refused: previous-team rule" + (" (max-flow feasible)" if feasible else ""))
+        else:
+            event("refused: impossible")
+            assert not feasible, str(exc)
+        return
+    event("drawn")
+    check_teams(teams, targets, staff, rules, previous)
