@@ -2,8 +2,10 @@
 
 ``RISK_WORKDIR`` (workspace: snapshots, validated sources, draws), ``RISK_MLRUNS`` (MLflow
 home), ``RISK_DB`` (SQLAlchemy URL of the audit trail, API keys, draws and results; default a
-SQLite file ``service.db`` in the workspace; PostgreSQL by URL), ``RISK_MODEL`` (registered
-model name). Kept free of BentoML so the CLI starts fast.
+SQLite file ``service.db`` in the workspace; PostgreSQL by URL,
+``postgresql+psycopg://user:password@host:5432/db`` — or libpq's ``postgresql://…``, read as
+psycopg 3, see :func:`serving.audit.database_url`), ``RISK_MODEL`` (registered model name).
+Kept free of BentoML so the CLI starts fast.
 """
 
 from __future__ import annotations
