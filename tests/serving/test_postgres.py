@@ -114,6 +114,50 @@ def test_a_least_privilege_role_appends_and_verifies_but_cannot_change_anything(
         pg.execute(f"DROP OWNED BY {role}", f"DROP ROLE {role}")
 
 
+def test_a_writer_that_skips_the_lock_cannot_fork_the_chain(pg: Database) -> None:
+    """Between our append reading the head and inserting, another writer that ignores the
+    append lock (say an older release, or a script) commits the next row. Our insert then
+    collides on ``seq``, the transaction rolls back, and the retry chains after that row."""
+    from sqlalchemy import event
+
+    from serving.audit import _row_hash
+
+    log = AuditLog(pg.url)
+    first = log.append("k", "platform", "tiers", payload={"i": 1})
+    intruded: list[dict] = []
+
+    def other_writer_commits_first(conn, cursor, statement, *_args) -> None:
+        if statement.startswith("INSERT INTO audit_log") and not intruded:
+            row = {
+                "seq": first.seq + 1,
+                "at": "2026-11-23T00:00:00.000000+00:00",
+                "actor": "script",
+                "role": "admin",
+                "action": "manual",
+                "model_version": None,
+                "snapshot_version": None,
+                "input_hash": None,
+                "payload": "{}",
+                "prev_hash": first.hash,
+            }
+            row["hash"] = _row_hash(row)
+            columns = ", ".join(row)
+            with psycopg.connect(pg.conninfo, autocommit=True) as con:
+                con.execute(
+                    f"INSERT INTO audit_log ({columns}) VALUES ({', '.join(['%s'] * len(row))})",
+                    list(row.values()),
+                )
+            intruded.append(row)
+
+    event.listen(log.engine, "before_cursor_execute", other_writer_commits_first)
+    mine = log.append("k", "platform", "tiers", payload={"i": 2})
+    assert intruded, "the other writer never ran"
+    assert (mine.seq, mine.prev_hash) == (first.seq + 2, intruded[0]["hash"])
+    rows = pg.query("SELECT seq, actor FROM audit_log ORDER BY seq")
+    assert [(r["seq"], r["actor"]) for r in rows] == [(1, "k"), (2, "script"), (3, "k")]
+    assert log.verify().ok and log.verify().checked == 3
+
+
 def test_workers_starting_together_create_the_schema_once(pg: Database) -> None:
     """Like the service's worker processes at start-up: every store opened at the same moment
     on an empty database (separate engines, so separate connections)."""
