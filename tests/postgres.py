@@ -12,8 +12,10 @@ instead.
 
 PostgreSQL refuses to run as root. Run as root (as CI is here), ``initdb`` and ``pg_ctl`` are
 started as the unprivileged ``nobody`` account (``subprocess``'s ``user=``/``group=``: no user is
-created, no permission outside the data folder is changed; the binaries only need to be world-
-readable, which pip installs them). Run as anyone else, they run as that user.
+created, no permission outside the temporary folder is changed). ``nobody`` must be able to run
+the binaries: pip installs them world-readable, but when a folder above them is private (a
+clone under ``/root``), the installation (27 MB) is copied into the temporary folder first.
+Run as anyone else, everything runs as that user.
 
 If no server can be started (no binaries, ``initdb`` or start-up failed), the fixtures skip
 with the reason and the server's log: a skip, never a silent pass.
@@ -29,6 +31,7 @@ import os
 import pwd
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 import uuid
@@ -56,6 +59,31 @@ def _binaries() -> Path | None:
         if all(os.access(folder / tool, os.X_OK) for tool in _TOOLS):
             return folder
     return None
+
+
+def _open_to_others(folder: Path) -> bool:
+    """Whether another account can reach and run the binaries in ``folder`` (every folder above
+    it searchable by others, the tools readable and executable by others)."""
+    for parent in [folder, *folder.parents]:
+        if not parent.stat().st_mode & stat.S_IXOTH:
+            return False
+    wanted = stat.S_IROTH | stat.S_IXOTH
+    return all((folder / tool).stat().st_mode & wanted == wanted for tool in _TOOLS)
+
+
+def _private_copy(binaries: Path, root: Path) -> Path:
+    """Copy the installation under ``root``, keeping its layout: PostgreSQL finds ``lib`` and
+    ``share`` relative to its binaries, and pgserver's binaries find their bundled libraries
+    at ``$ORIGIN/../../../pgserver.libs`` (their RPATH)."""
+    install = binaries.parent  # …/pgserver/pginstall
+    target = root / "site" / install.parent.name / install.name
+    for part in ("bin", "lib", "share"):
+        if (install / part).is_dir():
+            shutil.copytree(install / part, target / part, symlinks=True)
+    bundled = install.parent.parent / "pgserver.libs"
+    if bundled.is_dir():
+        shutil.copytree(bundled, root / "site" / bundled.name, symlinks=True)
+    return target / "bin"
 
 
 def _free_port() -> int:
@@ -176,7 +204,10 @@ def start_server() -> PostgresServer:
         root = Path(tempfile.mkdtemp(prefix="risk-postgres-"))
         if run_as is not None:
             os.chown(root, *run_as)
-        server = PostgresServer(binaries, root, _free_port(), run_as)
+        tools = binaries
+        if run_as is not None and not _open_to_others(binaries):  # e.g. a clone under /root
+            tools = _private_copy(binaries, root)
+        server = PostgresServer(tools, root, _free_port(), run_as)
         try:
             server.start()
             return server
