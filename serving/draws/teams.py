@@ -331,6 +331,8 @@ class _Repair:
     ``u`` gives its member ``i`` to the target before it in the chain and takes ``j`` instead);
     one such path adds one member. No path, and none was rejected by the previous-team rule,
     proves (max-flow/min-cut) that no assignment of this group's targets meets every rule.
+    When that rule did reject a path, the short target may give up one of its own members and
+    search again (step 4) before the draw is refused.
     """
 
     def __init__(
@@ -353,6 +355,7 @@ class _Repair:
         self.salt_keys, self.hashes = salt_keys, insp_hash[group]
         self.group_targets = group_targets
         self.rankings: dict[int, list[int]] = {}
+        self.barred = -1  # an inspector the short target may not take back (see _without_one)
 
     def ranking(self, u: int) -> list[int]:
         if u not in self.rankings:
@@ -364,10 +367,36 @@ class _Repair:
         changed: set[int] = set()
         while len(self.team_of[t]) < self.size:
             found, reached, rejected = self._search(t)
+            if found is None and rejected:
+                found = self._without_one(t)
             if found is None:
                 raise DrawRefused(self._reason(t, reached, rejected, load_cap))
             changed |= found
         return changed - {t}
+
+    def _without_one(self, t: int) -> set[int] | None:
+        """After a search stopped by the previous-team rule: for each member ``a`` of ``t`` in
+        team order, take ``a`` out (its capacity back) and search again with ``a`` barred from
+        ``t``; keep the first attempt that completes ``t``, undo the others."""
+        mine = [u for u in self.group_targets if u in self.team_of]
+        for a in list(self.team_of[t]):
+            saved = {u: self.team_of[u] for u in mine}
+            saved_capacity = self.capacity[self.group].copy()
+            self.team_of[t] = [i for i in self.team_of[t] if i != a]
+            self.capacity[a] += 1
+            self.barred = a
+            changed = {t}
+            while len(self.team_of[t]) < self.size:
+                found, _, _ = self._search(t)
+                if found is None:
+                    break
+                changed |= found
+            self.barred = -1
+            if len(self.team_of[t]) == self.size:
+                return changed
+            self.team_of.update(saved)
+            self.capacity[self.group] = saved_capacity
+        return None
 
     def _search(self, t: int) -> tuple[set[int] | None, dict[int, int], int]:
         """One breadth-first search; applies the first acceptable augmenting path found."""
@@ -386,8 +415,9 @@ class _Repair:
         while queue:
             u = queue.popleft()
             code, team = self.targets[u].code, self.team_of[u]
+            barred = self.barred if u == t else -1
             for i in self.ranking(u):
-                if i in taken_by or i in team or (code, i) in self.conflicted:
+                if i in taken_by or i in team or (code, i) in self.conflicted or i == barred:
                     continue
                 taken_by[i] = u
                 if self.capacity[i] > 0:

@@ -13,6 +13,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from serving.draws.engine import draw
@@ -92,7 +93,7 @@ def _vector(
 
 
 def build() -> dict:
-    """All vectors: primitives, then four small draws."""
+    """All vectors: primitives, then five small draws."""
     seed = "2026-11-23 county 330106 public draw"
     primitives = {
         "seed": seed,
@@ -212,6 +213,37 @@ def build() -> dict:
                 "teams": {"team_size": 2, "load_cap": 3},
             },
             {},
+        )
+    )
+    # Previous teams as well: one short team's only completion is its previous team, so the
+    # repair's first search is stopped by that rule and its step 4 has the target give up a
+    # member and fill both places again.
+    pool = pool_frame(12, seed=236, regions=1, industries=2)
+    staff = inspectors_frame(5, pool, seed=236, conflict_rate=0.8)
+    rng = np.random.default_rng(236)
+    ids = staff["inspector_id"].tolist()
+    previous = {
+        code: rng.choice(ids, 2, replace=False).tolist()
+        for code in sorted(pool["credit_code"])
+        if rng.random() < 0.6
+    }
+    vectors.append(
+        _vector(
+            "repair-avoids-a-previous-team",
+            "vector-5",
+            pool,
+            staff,
+            {
+                "allocation": {
+                    "kind": "ratios",
+                    "tiers": ["A", "B", "C", "D"],
+                    "ratios": {"A": 0.5, "B": 0.5, "C": 0.5, "D": 0.5},
+                },
+                "floor": 0.2,
+                "control_fraction": 0.0,
+                "teams": {"team_size": 2, "load_cap": 4},
+            },
+            previous,
         )
     )
     return {
