@@ -12,7 +12,12 @@ Individual businesses (codes starting 92) take part under their public reference
 (:mod:`serving.public_refs`, SPEC.md §10): the desk replaces their codes in the pool, the
 inspectors' conflicts, ``previous_teams`` and ``filters.credit_codes`` before the inputs are
 built, so the draw, its record and every published file name no natural person. The mapping
-(reference → code) stays private in the ``draw_public_refs`` table; ``drawn_targets`` and
+(reference → code) stays private: the drawn targets' in the ``draw_public_refs`` table (what
+the service resolves — answers, results sent by reference), the complete one in
+``draws/<draw_id>/public_refs.csv`` beside the private record (mode 0600, never under
+``public/``), for the authority's look-ups. Why not all of it in the database: a province of
+2.5 M enterprises has ~1.5 M individual businesses, so every draw would add ~1.5 M rows (measured
+~10 µs a row on SQLite) that nothing but a rare objection reads. ``drawn_targets`` and
 ``inspection_results`` keep real codes, and :meth:`DrawDesk.fetch` resolves the targets back for
 the callers who inspect them.
 """
@@ -53,10 +58,13 @@ from serving.draws import draw as run_draw
 from serving.lift import draw_lift
 from serving.masking import INDIVIDUAL_CODE_IN_TEXT
 from serving.public_refs import (
+    MAPPING,
     individual_codes_in,
     is_public_ref,
     pseudonymise,
+    read_mapping,
     reference_key,
+    write_mapping,
 )
 from serving.runtime import BadRequest, Loaded
 
@@ -84,7 +92,7 @@ drawn = Table(
     Column("arm", String(10), nullable=False),
     Column("draw_date", Date, nullable=False),
 )
-#: Private: which individual business each public reference of a draw stands for.
+#: Private: which individual business each drawn public reference stands for.
 public_refs = Table(
     "draw_public_refs",
     metadata,
@@ -265,6 +273,7 @@ class DrawDesk:
             raise BadRequest("draw", str(exc).replace("\n", " ")) from None
         record = PublishedRecord.from_result(result)
         record.write(folder)
+        write_mapping(folder / MAPPING, referenced.refs)
         with self.engine.begin() as conn:
             conn.execute(
                 draws.insert().values(
@@ -288,11 +297,12 @@ class DrawDesk:
             if rows:
                 conn.execute(drawn.insert(), rows)
             mapping = [
-                {"draw_id": draw_id, "public_ref": r, "credit_code": c}
-                for c, r in sorted(refs.by_code.items())
+                {"draw_id": draw_id, "public_ref": r, "credit_code": refs.by_ref[r]}
+                for r in record.targets["credit_code"]
+                if r in refs.by_ref
             ]
-            for start in range(0, len(mapping), 50_000):
-                conn.execute(public_refs.insert(), mapping[start : start + 50_000])
+            if mapping:
+                conn.execute(public_refs.insert(), mapping)
         return record
 
     def _row(self, draw_id: str):
@@ -343,8 +353,14 @@ class DrawDesk:
             ).all()
         return dict(pairs)
 
+    def mapping(self, draw_id: str) -> dict[str, str]:
+        """Reference → code of every individual business the draw's inputs name (private)."""
+        self._row(draw_id)
+        return read_mapping(self.workdir / "draws" / draw_id / MAPPING)
+
     def resolve(self, draw_id: str, public_ref: str) -> str | None:
-        """The code a public reference of ``draw_id`` stands for (None when it is not one)."""
+        """The code a drawn public reference of ``draw_id`` stands for (None when it is not
+        one of its targets')."""
         with self.engine.connect() as conn:
             return conn.execute(
                 select(public_refs.c.credit_code).where(

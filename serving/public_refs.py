@@ -24,8 +24,9 @@ candidate, ``draw_id ‖ 0x00 ‖ code ‖ 0x00 ‖ k`` for k = 1, 2, …
 
 The key is configuration, never code and never published: ``RISK_REF_KEY`` (at least 32
 characters; its UTF-8 bytes are the key), else ``<workdir>/keys/public_refs.key``, created on
-first use with 32 random bytes (hex), mode 0600. The desk stores every draw's mapping (reference
-→ code) in its SQL database, so rotating the key changes only later draws' references.
+first use with 32 random bytes (hex), mode 0600. The desk keeps every draw's mapping (reference
+→ code) privately (:mod:`serving.draw_desk`), so rotating the key changes only later draws'
+references.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from features.credit_code import ALPHABET, AUTHORITIES, WEIGHTS, check_character
 from features.credit_code import is_individual_business as is_individual
@@ -48,6 +51,7 @@ from features.credit_code import is_individual_business as is_individual
 REF_AUTHORITY = "X"
 KEY_ENV = "RISK_REF_KEY"
 KEY_FILE = Path("keys") / "public_refs.key"
+MAPPING = "public_refs.csv"
 MIN_KEY_CHARS = 32
 DIGITS = 9
 _MODULUS = 31**DIGITS
@@ -281,6 +285,33 @@ def pseudonymise(
         credit_codes=tuple(refs.ref(c) for c in listed) if listed else None,
         refs=refs,
     )
+
+
+def write_mapping(path: Path, refs: PublicRefs) -> None:
+    """The mapping as CSV (``public_ref,credit_code``, sorted by reference), readable by its
+    owner only (0600): it links references to persons."""
+    pairs = sorted(refs.by_ref.items())
+    table = pa.table(
+        {"public_ref": [r for r, _ in pairs], "credit_code": [c for _, c in pairs]},
+        schema=pa.schema([("public_ref", pa.string()), ("credit_code", pa.string())]),
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # also when the file existed
+    with os.fdopen(fd, "wb") as out:
+        pacsv.write_csv(table, out, pacsv.WriteOptions(quoting_style="none"))
+
+
+def read_mapping(path: Path) -> dict[str, str]:
+    """Reference → code, as :func:`write_mapping` wrote it (empty when there is no file)."""
+    if not Path(path).is_file():
+        return {}
+    table = pacsv.read_csv(
+        path,
+        convert_options=pacsv.ConvertOptions(
+            column_types={"public_ref": pa.string(), "credit_code": pa.string()}
+        ),
+    )
+    return dict(zip(table["public_ref"].to_pylist(), table["credit_code"].to_pylist(), strict=True))
 
 
 def individual_codes_in(inputs) -> list[str]:

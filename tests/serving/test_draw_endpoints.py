@@ -84,10 +84,15 @@ def test_individual_businesses_are_drawn_under_public_references_resolved_for_th
         assert t["credit_code"] in drawn["teams"]
     assert all(t["public_ref"] == t["credit_code"] for t in companies)
     assert len({t["public_ref"] for t in drawn["targets"]}) == len(drawn["targets"])
-    # What is stored on disk for the draw (not yet public) names nobody either.
+    # The draw's private record names nobody either; only its private mapping file does.
     private = live.workdir / "draws" / "2026-MR-07"
-    assert scan(*[p for p in private.iterdir() if p.is_file()]) == []
-    assert (live.workdir / "keys" / "public_refs.key").stat().st_mode & 0o077 == 0
+    mapping = private / "public_refs.csv"
+    assert scan(*[p for p in private.iterdir() if p.is_file() and p != mapping]) == []
+    assert {f"{t['public_ref']},{t['credit_code']}" for t in individuals} <= set(
+        mapping.read_text().splitlines()
+    )
+    for secret in (mapping, live.workdir / "keys" / "public_refs.key"):
+        assert secret.stat().st_mode & 0o077 == 0
 
 
 def scan(*paths: Path) -> list[str]:

@@ -321,9 +321,14 @@ def test_the_desk_keeps_references_private_and_resolves_them(
         ref = targets[code]["public_ref"]
         assert is_public_ref(ref) and desk.resolve("2026-MR-09", ref) == code
         assert code in fetched["teams"]
-    # Everybody named in the draw has a private mapping, one reference per code.
+    # Everybody named in the draw is in the private mapping file, one reference per code; the
+    # database holds the drawn ones only.
     refs = assign(reference_key(tmp_path / "ws"), "2026-MR-09", pool["credit_code"])
-    assert all(desk.resolve("2026-MR-09", r) == c for c, r in refs.items())
+    assert desk.mapping("2026-MR-09") == {r: c for c, r in refs.items()}
+    private = tmp_path / "ws" / "draws" / "2026-MR-09" / "public_refs.csv"
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    undrawn = next(r for c, r in refs.items() if c not in targets)
+    assert desk.resolve("2026-MR-09", undrawn) is None
     published = desk.publish("2026-MR-09")
     public = tmp_path / "ws" / "draws" / "2026-MR-09" / "public"
     assert scan(public) == [] and verify(PublishedRecord.read(public)).ok
