@@ -157,6 +157,16 @@ def test_the_key_comes_from_the_environment_or_a_private_file(tmp_path, monkeypa
         reference_key(tmp_path)
 
 
+def test_workers_creating_the_key_at_once_agree_on_one(tmp_path, monkeypatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    with ThreadPoolExecutor(8) as pool:
+        keys = list(pool.map(lambda _: reference_key(tmp_path), range(32)))
+    assert len(set(keys)) == 1
+    assert [p.name for p in (tmp_path / "keys").iterdir()] == ["public_refs.key"]
+
+
 # --- a draw on references ---------------------------------------------------------------------
 def referenced_inputs(draw_id: str = "mixed-1", seed: str = "mixed seed", **policy):
     pool = mixed_pool()
