@@ -465,8 +465,9 @@ class _Repair:
         if rejected:
             return (
                 f"{where}target {target.code}: every exchange of inspectors found for it "
-                f"({rejected}) would give a target its previous team again; the search does not "
-                f"try every exchange, so an assignment meeting every rule is not ruled out "
+                f"({rejected}) would give a target its previous team again, and giving up one of "
+                f"its own members did not help; the search does not try every exchange, so an "
+                f"assignment meeting every rule is not ruled out "
                 f"({m} target{'s' if m != 1 else ''}, teams of {size}, load cap {load_cap})"
             )
         loads = self.inspectors.load

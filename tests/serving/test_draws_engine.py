@@ -309,7 +309,8 @@ def test_a_repair_stopped_by_the_previous_team_rule_says_so() -> None:
     with pytest.raises(
         DrawRefused,
         match=rf"^region 330101, department market: target {code(1)}: every exchange of "
-        r"inspectors found for it \(1\) would give a target its previous team again; .* not "
+        r"inspectors found for it \(1\) would give a target its previous team again, and "
+        r"giving up one of its own members did not help; .* not "
         r"ruled out \(1 target, teams of 2, load cap None\)$",
     ):
         teams_for(staff, 1, cap=None, previous={code(1): ("b", "a")})
