@@ -256,6 +256,7 @@ BAD = [
     ({"policy": policy(filters={"regions": ["999999"]})}, 400, "empty"),
     ({"policy": policy(teams={"team_size": 20})}, 422, "refused"),
     ({"draw_id": "2026-MR-07"}, 409, "already exists"),
+    ({"draw_id": "objection-92371000MA3MXH0E3W"}, 400, "individual business's credit code"),
     ({"scheme": "stars"}, 400, "scheme"),
     ({"draw_date": "2026-02-30"}, 400, "draw_date"),
 ]
