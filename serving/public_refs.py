@@ -31,7 +31,6 @@ references.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import re
@@ -47,6 +46,7 @@ import pyarrow.csv as pacsv
 
 from features.credit_code import ALPHABET, AUTHORITIES, WEIGHTS, check_character
 from features.credit_code import is_individual_business as is_individual
+from serving.hmac_batch import hmac_sha256_heads
 
 REF_AUTHORITY = "X"
 KEY_ENV = "RISK_REF_KEY"
@@ -102,22 +102,11 @@ def _hmac(key: bytes, message: bytes) -> bytes:
     return hmac.digest(key, message, "sha256")
 
 
-def _hmac_heads(key: bytes, messages: Iterable[bytes]) -> bytes:
-    """First 8 bytes of HMAC-SHA256 of each message, concatenated: RFC 2104 spelt out with the
-    padded-key states hashed once and copied (2.5x faster than ``hmac.digest`` per message)."""
-    if len(key) > 64:
-        key = hashlib.sha256(key).digest()
-    block = key.ljust(64, b"\0")
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
-    outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
-    out = []
-    for m in messages:
-        i = inner.copy()
-        i.update(m)
-        o = outer.copy()
-        o.update(i.digest())
-        out.append(o.digest()[:8])
-    return b"".join(out)
+def _candidate_heads(key: bytes, draw_id: str, codes: list[str]) -> np.ndarray:
+    """First 8 bytes (big-endian uint64) of the HMAC of each code's candidate 0, compiled and
+    on every core (:mod:`serving.hmac_batch`; :func:`derive` is the plain :mod:`hmac` path)."""
+    units = np.frombuffer("".join(codes).encode("ascii"), dtype=np.uint8).reshape(-1, 18)
+    return hmac_sha256_heads(key, f"{draw_id}\x00".encode(), units)
 
 
 def _message(draw_id: str, code: str, counter: int) -> bytes:
@@ -146,8 +135,7 @@ def _derive_many(key: bytes, draw_id: str, codes: list[str]) -> list[str]:
     """:func:`derive` (candidate 0) of many codes at once (numpy for the digits and checks)."""
     if not codes:
         return []
-    head = np.frombuffer(_hmac_heads(key, (_message(draw_id, c, 0) for c in codes)), dtype=">u8")
-    v = head.astype(np.uint64) % np.uint64(_MODULUS)
+    v = _candidate_heads(key, draw_id, codes) % np.uint64(_MODULUS)
     chars = np.empty((len(codes), 18), dtype=np.uint8)
     prefix = np.frombuffer("".join(codes).encode("ascii"), dtype=np.uint8).reshape(-1, 18)
     chars[:, 0] = ord(REF_AUTHORITY)

@@ -119,12 +119,12 @@ def test_a_collision_takes_the_next_candidate_deterministically(monkeypatch) -> 
         individual("92371000MA3MXH0E4A"),
         individual("923710001234567890"),
     )
-    real = public_refs._hmac_heads
+    real = public_refs._candidate_heads
 
-    def colliding(key, messages):  # a and b share candidate 0, as 1 in 31^9 pairs would
-        return real(key, (m.replace(b.encode(), a.encode()) for m in messages))
+    def colliding(key, draw_id, codes):  # a and b share candidate 0, as 1 in 31^9 pairs would
+        return real(key, draw_id, [a if code == b else code for code in codes])
 
-    monkeypatch.setattr(public_refs, "_hmac_heads", colliding)
+    monkeypatch.setattr(public_refs, "_candidate_heads", colliding)
     mapping = assign(KEY, "d", [b, c, a])
     assert mapping[a] == derive(KEY, "d", a, 0)  # a sorts first and keeps its candidate
     assert mapping[b] == derive(KEY, "d", b, 1) != mapping[a]  # b moves on to candidate 1
