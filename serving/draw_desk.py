@@ -289,17 +289,22 @@ class DrawDesk:
                     targets=len(record.targets),
                 )
             )
-            refs = referenced.refs
+            resolved = referenced.refs.resolve(record.targets["credit_code"])
             rows = [
-                {"draw_id": draw_id, "credit_code": refs.code(c), "arm": a, "draw_date": draw_date}
+                {
+                    "draw_id": draw_id,
+                    "credit_code": resolved.get(c, c),
+                    "arm": a,
+                    "draw_date": draw_date,
+                }
                 for c, a in zip(record.targets["credit_code"], record.targets["arm"], strict=True)
             ]
             if rows:
                 conn.execute(drawn.insert(), rows)
             mapping = [
-                {"draw_id": draw_id, "public_ref": r, "credit_code": refs.by_ref[r]}
+                {"draw_id": draw_id, "public_ref": r, "credit_code": resolved[r]}
                 for r in record.targets["credit_code"]
-                if r in refs.by_ref
+                if r in resolved
             ]
             if mapping:
                 conn.execute(public_refs.insert(), mapping)

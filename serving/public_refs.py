@@ -31,17 +31,20 @@ references.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import os
 import re
 import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+import numba
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from features.credit_code import ALPHABET, AUTHORITIES, WEIGHTS, check_character
@@ -59,6 +62,11 @@ _WELL_FORMED_92 = re.compile(r"^92[0-9]{6}[0-9A-HJ-NP-RTUWXY]{10}$")
 _REF_SHAPE = re.compile(r"^X2[0-9]{6}[0-9A-HJ-NP-RTUWXY]{10}$")
 
 assert REF_AUTHORITY not in AUTHORITIES  # a reference can never be a real code
+
+_ALPHABET_BYTES = np.frombuffer(ALPHABET.encode("ascii"), dtype=np.uint8)
+_ALPHABET_VALUE = np.full(256, -1, dtype=np.int64)
+_ALPHABET_VALUE[_ALPHABET_BYTES] = np.arange(31)
+_X_VALUE = ALPHABET.index(REF_AUTHORITY)
 
 
 def reference_key(workdir: Path) -> bytes:
@@ -131,24 +139,130 @@ def derive(key: bytes, draw_id: str, code: str, counter: int = 0) -> str:
     return body + check_character(body)
 
 
-def _derive_many(key: bytes, draw_id: str, codes: list[str]) -> list[str]:
-    """:func:`derive` (candidate 0) of many codes at once (numpy for the digits and checks)."""
-    if not codes:
-        return []
-    v = _candidate_heads(key, draw_id, codes) % np.uint64(_MODULUS)
-    chars = np.empty((len(codes), 18), dtype=np.uint8)
-    prefix = np.frombuffer("".join(codes).encode("ascii"), dtype=np.uint8).reshape(-1, 18)
-    chars[:, 0] = ord(REF_AUTHORITY)
-    chars[:, 1:8] = prefix[:, 1:8]
-    alphabet = np.frombuffer(ALPHABET.encode("ascii"), dtype=np.uint8)
-    for j in range(16, 7, -1):
-        chars[:, j] = alphabet[(v % np.uint64(31)).astype(np.intp)]
-        v //= np.uint64(31)
-    value = np.full(256, 0, dtype=np.int64)
-    value[alphabet] = np.arange(31)
-    total = (value[chars[:, :17]] * np.asarray(WEIGHTS, dtype=np.int64)).sum(axis=1)
-    chars[:, 17] = alphabet[(31 - total % 31) % 31]
-    return chars.view("S18").ravel().astype(str).tolist()
+def _derive_many(key: bytes, draw_id: str, codes: np.ndarray | list[str]) -> np.ndarray:
+    """:func:`derive` (candidate 0) of many codes at once, as a numpy array of str."""
+    codes = np.asarray(codes, dtype=object)
+    if not len(codes):
+        return np.array([], dtype=object)
+    v = _candidate_heads(key, draw_id, codes.tolist()) % np.uint64(_MODULUS)
+    units = np.frombuffer("".join(codes).encode("ascii"), dtype=np.uint8).reshape(-1, 18)
+    return _ref_matrix(units, v).view("S18").ravel().astype(str).astype(object)
+
+
+def _ref_matrix(units: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """References as an (n, 18) byte matrix: ``X``, the code's category and region, the nine
+    base-31 digits of ``v`` (most significant first), the check character."""
+    out = np.empty((len(units), 18), dtype=np.uint8)
+    digits = v.astype(np.int64)  # < 31⁹ < 2⁶³
+    _fill_refs(
+        np.ascontiguousarray(units), digits, out, _ALPHABET_BYTES, np.asarray(WEIGHTS), _X_VALUE
+    )
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def _fill_refs(units, v, out, alphabet, weights, x_value) -> None:  # pragma: no cover - compiled
+    for r in numba.prange(len(units)):
+        out[r, 0] = alphabet[x_value]
+        total = x_value * weights[0]
+        for j in range(1, 8):
+            out[r, j] = units[r, j]
+            total += (units[r, j] - 48) * weights[j]  # digits: position = value
+        x = v[r]
+        for j in range(16, 7, -1):
+            d = x % 31
+            x //= 31
+            out[r, j] = alphabet[d]
+            total += d * weights[j]
+        out[r, 17] = alphabet[(31 - total % 31) % 31]
+
+
+def _code_matrix(codes: pa.Array) -> np.ndarray | None:
+    """The codes as an (n, 18) byte matrix without copying, or None unless every one is 18
+    ASCII bytes (the pool's own validation then names what is wrong)."""
+    if isinstance(codes, pa.ChunkedArray):
+        codes = codes.combine_chunks()
+    codes = codes.cast(pa.large_string())
+    if codes.null_count or not len(codes):
+        return None
+    if not pc.all(pc.equal(pc.binary_length(codes), 18)).as_py():
+        return None
+    offsets = np.frombuffer(codes.buffers()[1], dtype=np.int64)[codes.offset :]
+    data = np.frombuffer(codes.buffers()[2], dtype=np.uint8)
+    return data[offsets[0] : offsets[0] + 18 * len(codes)].reshape(-1, 18)
+
+
+def _strings(matrix: np.ndarray) -> pa.LargeStringArray:
+    """An (n, 18) byte matrix as Arrow strings (one buffer, no per-row objects)."""
+    n = len(matrix)
+    offsets = np.arange(0, 18 * (n + 1), 18, dtype=np.int64)
+    data = np.ascontiguousarray(matrix).tobytes()
+    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+
+
+def _well_formed_rows(units: np.ndarray) -> np.ndarray:
+    """Rows of an 18-byte matrix that are ``92``, six digits, ten alphabet characters."""
+    digits = (units[:, 2:8] >= ord("0")) & (units[:, 2:8] <= ord("9"))
+    return (
+        (units[:, 0] == ord("9"))
+        & (units[:, 1] == ord("2"))
+        & digits.all(axis=1)
+        & (_ALPHABET_VALUE[units[:, 8:]] >= 0).all(axis=1)
+    )
+
+
+def _fast_refs(key: bytes, draw_id: str, units: np.ndarray) -> np.ndarray | None:
+    """References of the rows of ``units`` (individual businesses, repeats allowed) as a byte
+    matrix, or None when two distinct codes share one (then :func:`_assign_arrays` applies the
+    exact rule)."""
+    v = hmac_sha256_heads(key, f"{draw_id}\x00".encode(), units) % np.uint64(_MODULUS)
+    region, regions = pd.factorize(units[:, 2:8].copy().view("S6").ravel())
+    if len(regions) * _MODULUS >= 2**64:
+        return None
+    cell = region.astype(np.uint64) * np.uint64(_MODULUS) + v  # equal iff equal references
+    clash = pd.Series(cell).duplicated(keep=False).to_numpy()
+    if clash.any():
+        seen: dict[int, bytes] = {}
+        for c, u in zip(cell[clash].tolist(), units[clash], strict=True):
+            if seen.setdefault(c, u.tobytes()) != u.tobytes():
+                return None  # two different codes, one reference
+    return _ref_matrix(units, v)
+
+
+def _check_well_formed(codes: np.ndarray) -> None:
+    """Refuse, naming the first, any code that starts with 92 but is not a well-formed code."""
+    ok = pc.match_substring_regex(pa.array(codes, type=pa.string()), _WELL_FORMED_92.pattern)
+    if not pc.all(ok).as_py():
+        bad = codes[np.flatnonzero(~ok.to_numpy(zero_copy_only=False))[0]]
+        raise ValueError(f"{bad!r} starts with 92 but is not a well-formed credit code")
+
+
+def _assign_arrays(key: bytes, draw_id: str, codes: np.ndarray) -> np.ndarray:
+    """The reference of each of ``codes`` (individual businesses, repeats allowed), row by row.
+
+    The usual case — no two distinct codes share a reference — costs one compiled pass and two
+    hash counts; on a collision the exact rule of :func:`assign` (sorted order, next candidate)
+    is applied code by code.
+    """
+    codes = np.asarray(codes, dtype=object)
+    if not len(codes):
+        return np.array([], dtype=object)
+    _check_well_formed(codes)
+    refs = _derive_many(key, draw_id, codes)
+    if len(pd.unique(refs)) == len(pd.unique(codes)):
+        return refs
+    distinct = sorted(set(codes.tolist()))
+    first = dict(zip(distinct, _derive_many(key, draw_id, distinct).tolist(), strict=True))
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for code in distinct:
+        ref, k = first[code], 0
+        while ref in taken:
+            k += 1
+            ref = derive(key, draw_id, code, k)
+        taken.add(ref)
+        out[code] = ref
+    return np.array([out[c] for c in codes.tolist()], dtype=object)
 
 
 def assign(key: bytes, draw_id: str, codes: Iterable[str]) -> dict[str, str]:
@@ -157,23 +271,8 @@ def assign(key: bytes, draw_id: str, codes: Iterable[str]) -> dict[str, str]:
     Codes are taken in sorted order; each gets its first candidate no earlier code took, so the
     mapping is one-to-one and depends only on the key, the draw id and the set of codes.
     """
-    wanted = sorted({c for c in codes if is_individual(c)})
-    for c in wanted:
-        if not _WELL_FORMED_92.match(c):
-            raise ValueError(f"{c!r} starts with 92 but is not a well-formed credit code")
-    first = _derive_many(key, draw_id, wanted)
-    if len(set(first)) == len(first):  # the usual case: no collision at all
-        return dict(zip(wanted, first, strict=True))
-    out: dict[str, str] = {}
-    taken: set[str] = set()
-    for code, ref in zip(wanted, first, strict=True):
-        k = 0
-        while ref in taken:
-            k += 1
-            ref = derive(key, draw_id, code, k)
-        taken.add(ref)
-        out[code] = ref
-    return out
+    wanted = np.array(sorted({c for c in codes if is_individual(c)}), dtype=object)
+    return dict(zip(wanted.tolist(), _assign_arrays(key, draw_id, wanted).tolist(), strict=True))
 
 
 def is_public_ref(value: str) -> bool:
@@ -192,15 +291,34 @@ def _conflict_items(value: object) -> list[str]:
         return []  # the engine's validation names the bad value
 
 
-@dataclass(frozen=True)
 class PublicRefs:
-    """One draw's references: ``by_code`` (code → reference) for each individual business."""
+    """One draw's references: each individual business's code and its reference, as parallel
+    Arrow arrays (a province has millions; dictionaries are built only when asked for).
+    A code may appear more than once (a pool row and a conflict naming it), always with the
+    same reference."""
 
-    by_code: Mapping[str, str]
-    by_ref: Mapping[str, str] = field(init=False)
+    def __init__(
+        self,
+        by_code: Mapping[str, str] | None = None,
+        *,
+        codes: pa.Array | np.ndarray | None = None,
+        refs: pa.Array | np.ndarray | None = None,
+    ) -> None:
+        if by_code is not None:
+            codes, refs = list(by_code), list(by_code.values())
+        self.codes = pa.array([] if codes is None else codes, pa.large_string())
+        self.refs = pa.array([] if refs is None else refs, pa.large_string())
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "by_ref", {r: c for c, r in self.by_code.items()})
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    @functools.cached_property
+    def by_code(self) -> dict[str, str]:
+        return dict(zip(self.codes.to_pylist(), self.refs.to_pylist(), strict=True))
+
+    @functools.cached_property
+    def by_ref(self) -> dict[str, str]:
+        return dict(zip(self.refs.to_pylist(), self.codes.to_pylist(), strict=True))
 
     def ref(self, code: str) -> str:
         """The reference of ``code``, or the code itself (not an individual business)."""
@@ -209,6 +327,24 @@ class PublicRefs:
     def code(self, ref: str) -> str:
         """The code a reference stands for, or ``ref`` itself when it is not one of ours."""
         return self.by_ref.get(ref, ref)
+
+    def resolve(self, units: Iterable[str]) -> dict[str, str]:
+        """Reference → code for those of ``units`` that are references (one hashed probe of
+        the arrays: cheaper than building :attr:`by_ref` for a few thousand targets)."""
+        wanted = pa.array(list(units), pa.large_string())
+        hit = pc.is_in(self.refs, value_set=wanted)
+        refs, codes = self.refs.filter(hit), self.codes.filter(hit)
+        return dict(zip(refs.to_pylist(), codes.to_pylist(), strict=True))
+
+    def pairs(self) -> pa.Table:
+        """Distinct (public_ref, credit_code) pairs sorted by reference."""
+        table = pa.table({"public_ref": self.refs, "credit_code": self.codes})
+        table = table.take(pc.sort_indices(table, [("public_ref", "ascending")]))
+        if len(table) > 1:
+            refs = table["public_ref"]
+            new = pc.not_equal(refs.slice(1), refs.slice(0, len(table) - 1))
+            table = table.filter(pa.concat_arrays([pa.array([True]), *new.chunks]))
+        return table.cast(pa.schema([("public_ref", pa.string()), ("credit_code", pa.string())]))
 
 
 @dataclass(frozen=True)
@@ -241,36 +377,67 @@ def pseudonymise(
     )
     listed = list(credit_codes) if credit_codes is not None else None
     others = [c for items in conflicts for c in items] + list(previous_teams) + (listed or [])
-    named = pd.concat([codes, pd.Series(others, dtype=object)], ignore_index=True).astype(str)
-    reserved = named[named.str.startswith(REF_AUTHORITY)]
-    if len(reserved):
+    matrix = _code_matrix(pa.array(pool["credit_code"]))
+    reserved = [c for c in others if c.startswith(REF_AUTHORITY)]
+    if matrix is not None:
+        rows = np.flatnonzero(matrix[:, 0] == ord(REF_AUTHORITY))
+        reserved = [matrix[r].tobytes().decode("ascii") for r in rows[:1]] + reserved
+    else:
+        reserved = codes[codes.str.startswith(REF_AUTHORITY)].tolist()[:1] + reserved
+    if reserved:
         raise ValueError(
-            f"credit code {reserved.iat[0]!r} starts with {REF_AUTHORITY!r}, which no registration "
+            f"credit code {reserved[0]!r} starts with {REF_AUTHORITY!r}, which no registration "
             "authority uses and public references reserve"
         )
-    individual = named[named.str.startswith("92")]
-    refs = PublicRefs(assign(key, draw_id, individual.unique().tolist()))
-    if not refs.by_code:
+    extra = np.array([c for c in others if c.startswith("92")], dtype=object)
+    if matrix is not None and (len(extra) == 0 or all(len(c) == 18 for c in extra)):
+        found = (matrix[:, 0] == ord("9")) & (matrix[:, 1] == ord("2"))
+        units = np.concatenate(
+            [matrix[found], np.frombuffer("".join(extra).encode(), np.uint8).reshape(-1, 18)]
+        )
+        if not _well_formed_rows(units).all():
+            bad = units[~_well_formed_rows(units)][0].tobytes().decode("ascii", "replace")
+            raise ValueError(f"{bad!r} starts with 92 but is not a well-formed credit code")
+        fast = _fast_refs(key, draw_id, units) if len(units) else units
+    else:
+        found, fast = codes.str.startswith("92").to_numpy(dtype=bool), None
+    n_pool = int(found.sum())
+    if fast is not None:
+        unit_codes, every = _strings(units), _strings(fast)
+    else:  # malformed rows, or a collision: the exact rule on Python strings
+        unit_codes = np.concatenate([codes.to_numpy(dtype=object)[found], extra])
+        every = _assign_arrays(key, draw_id, unit_codes)
+    refs = PublicRefs(codes=unit_codes, refs=every)
+    if not len(refs):
         return Referenced(
             pool, inspectors, dict(previous_teams), tuple(listed) if listed else None, refs
         )
     pool = pool.copy()
-    mask = codes.str.startswith("92").to_numpy()
-    pool.loc[mask, "credit_code"] = codes[mask].map(refs.by_code).to_numpy()
+    if n_pool:
+        if fast is not None:
+            replaced = matrix.copy()
+            replaced[found] = fast[:n_pool]
+            pool["credit_code"] = pd.Series(_strings(replaced), index=pool.index, dtype="str")
+        else:
+            column = codes.to_numpy(dtype=object, copy=True)
+            column[found] = every[:n_pool]
+            pool["credit_code"] = column
+    every = refs.refs.slice(n_pool).to_pylist()
+    small = dict(zip(extra.tolist(), every, strict=True))
     if conflicts:
         inspectors = inspectors.copy()
         original = inspectors["conflicts"].tolist()
         inspectors["conflicts"] = [
-            ";".join(refs.ref(c) for c in items)
+            ";".join(small.get(c, c) for c in items)
             if isinstance(v, str)
-            else (v if not items else [refs.ref(c) for c in items])
+            else (v if not items else [small.get(c, c) for c in items])
             for v, items in zip(original, conflicts, strict=True)
         ]
     return Referenced(
         pool=pool,
         inspectors=inspectors,
-        previous_teams={refs.ref(c): tuple(t) for c, t in previous_teams.items()},
-        credit_codes=tuple(refs.ref(c) for c in listed) if listed else None,
+        previous_teams={small.get(c, c): tuple(t) for c, t in previous_teams.items()},
+        credit_codes=tuple(small.get(c, c) for c in listed) if listed else None,
         refs=refs,
     )
 
@@ -278,15 +445,10 @@ def pseudonymise(
 def write_mapping(path: Path, refs: PublicRefs) -> None:
     """The mapping as CSV (``public_ref,credit_code``, sorted by reference), readable by its
     owner only (0600): it links references to persons."""
-    pairs = sorted(refs.by_ref.items())
-    table = pa.table(
-        {"public_ref": [r for r, _ in pairs], "credit_code": [c for _, c in pairs]},
-        schema=pa.schema([("public_ref", pa.string()), ("credit_code", pa.string())]),
-    )
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)  # also when the file existed
     with os.fdopen(fd, "wb") as out:
-        pacsv.write_csv(table, out, pacsv.WriteOptions(quoting_style="none"))
+        pacsv.write_csv(refs.pairs(), out, pacsv.WriteOptions(quoting_style="none"))
 
 
 def read_mapping(path: Path) -> dict[str, str]:

@@ -410,3 +410,43 @@ def test_a_draw_made_on_clear_codes_is_not_published(database, tmp_path) -> None
         desk.publish(inputs.draw_id)
     assert refused.value.status == 409
     assert not (tmp_path / "draws" / inputs.draw_id / "public").exists()
+
+
+def test_the_province_path_gives_the_one_at_a_time_references() -> None:
+    """pseudonymise works on the pool's bytes (compiled HMAC, no per-row objects); every
+    reference must still be what :func:`derive` (plain hmac) gives, and the mapping file
+    lists each pair once, sorted by reference."""
+    pool = mixed_pool(600, seed=8)
+    staff = inspectors_frame(24, pool, seed=8, conflict_rate=0.5)
+    out = pseudonymise(KEY, "bytes-1", pool, staff, {})
+    for before, after in zip(pool["credit_code"], out.pool["credit_code"], strict=True):
+        assert after == (derive(KEY, "bytes-1", before) if before.startswith("92") else before)
+    assert out.pool["credit_code"].dtype == pool["credit_code"].dtype
+    pairs = out.refs.pairs().to_pylist()
+    assert [p["public_ref"] for p in pairs] == sorted(out.refs.by_ref) and len(pairs) == 300
+
+
+def test_a_collision_on_the_province_path_falls_back_to_the_exact_rule(monkeypatch) -> None:
+    pool = mixed_pool(60, seed=9)
+    a, b = sorted(c for c in pool["credit_code"] if c.startswith("92"))[:2]
+    a_row = np.frombuffer(a.encode(), dtype=np.uint8)
+    b_row = np.frombuffer(b.encode(), dtype=np.uint8)
+    real_heads, real_candidates = public_refs.hmac_sha256_heads, public_refs._candidate_heads
+
+    def heads(key, prefix, units):  # b hashes as a would: the same nine digits, same region
+        units = units.copy()
+        units[(units == b_row).all(axis=1)] = a_row
+        return real_heads(key, prefix, units)
+
+    def candidates(key, draw_id, codes):
+        return real_candidates(key, draw_id, [a if c == b else c for c in codes])
+
+    monkeypatch.setattr(public_refs, "hmac_sha256_heads", heads)
+    monkeypatch.setattr(public_refs, "_candidate_heads", candidates)
+    if a[2:8] != b[2:8]:
+        pytest.skip("the two codes are in different regions: no collision to force")
+    out = pseudonymise(KEY, "clash", pool, inspectors_frame(6, pool), {})
+    refs = dict(zip(pool["credit_code"], out.pool["credit_code"], strict=True))
+    assert refs[a] == derive(KEY, "clash", a, 0)
+    assert refs[b] == derive(KEY, "clash", b, 1) != refs[a]
+    assert len(set(out.pool["credit_code"])) == len(pool)
