@@ -188,6 +188,7 @@ def verify_draw(
 ) -> None:
     """Re-run a published draw from its files and seed; exit 1 naming the first mismatch."""
     from serving.draws import PublishedRecord, verify
+    from serving.draws.record import copies_mismatch
 
     if not (folder / "record.json").is_file():
         raise fail(f"FOLDER: {folder} has no record.json (a published draw folder)")
@@ -196,7 +197,7 @@ def verify_draw(
     except (ValueError, KeyError) as exc:
         raise fail(f"FOLDER: {folder}: unreadable record ({exc})") from None
     report = verify(record)
-    copies = _csv_mismatch(folder, record)
+    copies = copies_mismatch(folder, record)
     if report.ok and copies:
         console.print(f"[red]draw {record.inputs.draw_id} does NOT verify[/red]: {copies}")
         raise typer.Exit(1)
@@ -210,20 +211,3 @@ def verify_draw(
         f"[red]draw {record.inputs.draw_id} does NOT verify[/red]: {report.first_mismatch}"
     )
     raise typer.Exit(1)
-
-
-def _csv_mismatch(folder: Path, record) -> str | None:
-    """The published CSVs are copies for people; they must say what record.json says."""
-    import pandas as pd
-
-    path = folder / "targets.csv"
-    if not path.is_file():
-        return None
-    csv = pd.read_csv(path, dtype=str, keep_default_na=False)
-    published = record.targets.astype(str)
-    for i, (a, b) in enumerate(zip(csv["credit_code"], published["credit_code"], strict=False)):
-        if a != b or csv["arm"].iat[i] != published["arm"].iat[i]:
-            return f"targets.csv row {i + 1} ({a}, {csv['arm'].iat[i]}) differs from record.json"
-    if len(csv) != len(published):
-        return f"targets.csv has {len(csv)} rows, record.json {len(published)}"
-    return None

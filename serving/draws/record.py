@@ -211,3 +211,19 @@ def _compare_teams(published: dict, rerun: dict) -> list[str]:
         if p != r:
             return [f"teams[{code}]: published {list(p)}, re-run gives {list(r)}"]
     return []
+
+
+def copies_mismatch(folder: Path, record: PublishedRecord) -> str | None:
+    """The published ``targets.csv`` is a copy for people; it must say what ``record.json``
+    says (the re-run checks the record, this checks the copy). The first difference, or None."""
+    path = Path(folder) / "targets.csv"
+    if not path.is_file():
+        return None
+    csv = pd.read_csv(path, dtype=str, keep_default_na=False)
+    published = record.targets.astype(str)
+    for i, (a, b) in enumerate(zip(csv["credit_code"], published["credit_code"], strict=False)):
+        if a != b or csv["arm"].iat[i] != published["arm"].iat[i]:
+            return f"targets.csv row {i + 1} ({a}, {csv['arm'].iat[i]}) differs from record.json"
+    if len(csv) != len(published):
+        return f"targets.csv has {len(csv)} rows, record.json {len(published)}"
+    return None

@@ -431,3 +431,22 @@ def test_pool_department_overrides_the_draws_and_filters_use_the_effective_one()
     )
     assert set(only.targets["department"]) == {"market"}
     assert only.receipt["counts"]["in_scope"] == 40
+
+
+def test_the_human_copy_of_the_targets_must_say_what_the_record_says(result, tmp_path) -> None:
+    from serving.draws.record import copies_mismatch
+
+    folder = PublishedRecord.from_result(result).write(tmp_path / "draw")
+    record = PublishedRecord.read(folder)
+    assert copies_mismatch(folder, record) is None
+    lines = (folder / "targets.csv").read_text().splitlines()
+    (folder / "targets.csv").write_text("\n".join([*lines[:-1]]) + "\n")
+    assert copies_mismatch(folder, record) == (
+        f"targets.csv has {len(lines) - 2} rows, record.json {len(lines) - 1}"
+    )
+    second = lines[2].split(",")
+    second[1] = "control" if second[1] != "control" else "risk"
+    (folder / "targets.csv").write_text(
+        "\n".join([*lines[:2], ",".join(second), *lines[3:]]) + "\n"
+    )
+    assert copies_mismatch(folder, record).startswith("targets.csv row 2 (")
