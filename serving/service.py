@@ -100,7 +100,7 @@ class RiskService:
             install(logging.getLogger(name))
         cfg = settings()
         self.cfg = cfg
-        self.audit = AuditLog(cfg.db)
+        self.audit = AuditLog(cfg.db, checkpoint_in_background=True)
         self.audit_writer = GroupCommit(self.audit)
         self.keys = KeyStore(cfg.db)
         self.desk = DrawDesk(cfg.db, cfg.workdir)

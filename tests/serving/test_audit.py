@@ -463,3 +463,40 @@ def test_group_commit_answers_every_request_after_its_row_is_written(db: Databas
         return await asyncio.gather(*calls, return_exceptions=True)
 
     assert all(isinstance(x, RuntimeError) for x in asyncio.run(refused()))
+
+
+def test_with_background_checkpoints_commits_leave_the_wal_to_the_checkpointer(
+    tmp_path: Path,
+) -> None:
+    """In the service, no commit copies the WAL into the database file (that stalled every
+    request behind the append lock); the group writer's own thread does, off the append path."""
+    import sqlite3
+    import time
+
+    from serving.audit import GroupCommit
+
+    path = tmp_path / "audit.db"
+    log = AuditLog(path, checkpoint_in_background=True)
+    with log.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+    for i in range(3_000):  # well past SQLite's default auto-checkpoint of 1,000 pages
+        log.append("u", "platform", "tiers", payload={"i": i, "pad": "x" * 300})
+    wal = Path(f"{path}-wal")
+    size = path.stat().st_size
+    assert wal.stat().st_size > 1_000 * 4096  # nothing was copied out of the WAL by a commit
+    log.checkpoint()
+    assert path.stat().st_size > size
+    assert log.verify().ok and sqlite3.connect(path).execute(
+        "SELECT count(*) FROM audit_log"
+    ).fetchone() == (3_000,)
+
+    other = tmp_path / "other.db"
+    background = AuditLog(other, checkpoint_in_background=True)
+    before = other.stat().st_size
+    GroupCommit(background, checkpoint_every=0.05)
+    for i in range(300):
+        background.append("u", "platform", "tiers", payload={"i": i, "pad": "x" * 300})
+    deadline = time.monotonic() + 30
+    while other.stat().st_size == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert other.stat().st_size > before  # the writer's checkpoint thread did it
