@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from features.credit_code import ALPHABET, WEIGHTS
+from features.credit_code import set_check_characters
 from serving.draws import DrawInputs, PublishedRecord, draw, seed_hash, verify
 from serving.draws.synthetic import inspectors_frame, pool_frame
 from serving.public_refs import pseudonymise
@@ -76,12 +76,7 @@ def as_individual_businesses(codes: np.ndarray, share: float, seed: int) -> np.n
     """``share`` of the codes turned into individual businesses' (92, check recomputed)."""
     matrix = np.frombuffer("".join(codes).encode(), dtype=np.uint8).reshape(-1, 18).copy()
     matrix[np.random.default_rng(seed).random(len(matrix)) < share, 1] = ord("2")
-    alphabet = np.frombuffer(ALPHABET.encode(), dtype=np.uint8)
-    value = np.zeros(256, dtype=np.int64)
-    value[alphabet] = np.arange(len(alphabet))
-    total = (value[matrix[:, :17]] * np.asarray(WEIGHTS)).sum(axis=1)
-    matrix[:, 17] = alphabet[(31 - total % 31) % 31]
-    return matrix.view("S18").ravel().astype(str)
+    return set_check_characters(matrix).view("S18").ravel().astype(str)
 
 
 def main() -> None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 WEIGHTS = tuple(pow(3, i, 31) for i in range(17))
 _VALUE = {ch: i for i, ch in enumerate(ALPHABET)}
@@ -34,6 +36,18 @@ def check_character(first17: str) -> str:
     except KeyError as exc:
         raise ValueError(f"character {exc.args[0]!r} is not in the GB 32100 alphabet") from None
     return ALPHABET[(31 - total % 31) % 31]
+
+
+def set_check_characters(codes: np.ndarray) -> np.ndarray:
+    """Write the check character of every row of an (n, 18) byte matrix of codes in place
+    (column 17, from columns 0-16 in the alphabet) — the vector form of
+    :func:`check_character`; returns the matrix."""
+    alphabet = np.frombuffer(ALPHABET.encode("ascii"), dtype=np.uint8)
+    value = np.zeros(256, dtype=np.int64)
+    value[alphabet] = np.arange(len(ALPHABET))
+    total = value[codes[:, :17]] @ np.asarray(WEIGHTS, dtype=np.int64)
+    codes[:, 17] = alphabet[(31 - total % 31) % 31]
+    return codes
 
 
 def is_well_formed(code: str) -> bool:

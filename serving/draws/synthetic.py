@@ -11,7 +11,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from features.credit_code import ALPHABET, WEIGHTS
+from features.credit_code import ALPHABET, set_check_characters
 from serving.draws.inputs import DrawInputs
 from serving.draws.keys import seed_hash
 
@@ -28,9 +28,7 @@ def credit_codes(n: int, rng: np.random.Generator, region_codes: np.ndarray) -> 
         regions = np.frombuffer("".join(region_codes).encode(), dtype=np.uint8).reshape(-1, 6)
         m[:, 2:8] = regions[rng.integers(0, len(regions), need)]
         m[:, 8:17] = _ALPHA[rng.integers(0, len(_ALPHA), (need, 9))]
-        values = np.searchsorted(_ALPHA, m[:, :17])
-        total = values.astype(np.int64) @ np.array(WEIGHTS, dtype=np.int64)
-        m[:, 17] = _ALPHA[(31 - total % 31) % 31]
+        set_check_characters(m)
         out = np.unique(np.vstack([out, m]).view("S18").ravel()).view(np.uint8).reshape(-1, 18)
     codes = out[rng.permutation(len(out))[:n]]
     return codes.view("S18").ravel().astype(str)

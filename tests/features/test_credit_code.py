@@ -117,3 +117,15 @@ def test_individual_business_codes_are_personal_and_masked() -> None:
     masked = cc.mask(ib)
     assert masked.startswith("92371000") and masked.endswith("W") and "MA3MXH0E3" not in masked
     assert cc.mask("914403001922038216") == "914403001922038216"
+
+
+def test_the_vector_form_writes_the_check_character_of_every_row() -> None:
+    import numpy as np
+
+    from features.credit_code import ALPHABET, check_character, set_check_characters
+
+    rng = np.random.default_rng(0)
+    alphabet = np.frombuffer(ALPHABET.encode(), dtype=np.uint8)
+    codes = alphabet[rng.integers(0, len(ALPHABET), (500, 18))]
+    rows = [r.tobytes().decode() for r in set_check_characters(codes)]
+    assert all(r[17] == check_character(r[:17]) for r in rows)
