@@ -393,11 +393,8 @@ def test_the_previous_team_vector_needs_step_4_of_the_repair() -> None:
     assert spec_draw(vector)["teams"] == vector["expected"]["teams"]
 
 
-@pytest.mark.parametrize("seed", ["alpha", "beta", "gamma", "δ-seed 2026"])
-def test_plain_python_reading_matches_the_engine_on_fresh_draws(seed: str) -> None:
-    """Beyond the vectors: a 200-enterprise pool with conflicts, caps and exclusions."""
-    inputs = example_inputs(seed=seed, previous_teams={})
-    result = draw(inputs, seed)
+def vector_of(inputs, seed: str) -> dict:
+    """A draw's inputs written as a test vector (the plain JSON values the spec reads)."""
     pool = inputs.pool.frame()
     pool["last_inspected_on"] = [
         None if d is None or d != d else d.isoformat() for d in pool["last_inspected_on"]
@@ -410,7 +407,7 @@ def test_plain_python_reading_matches_the_engine_on_fresh_draws(seed: str) -> No
         r["draws_this_year"] = None if r["draws_this_year"] is None else int(r["draws_this_year"])
     staff = inputs.inspectors.frame()
     staff["conflicts"] = [c.split(";") if c else [] for c in staff["conflicts"]]
-    vector = {
+    return {
         "seed": seed,
         "pool": rows,
         "inspectors": staff.to_dict(orient="records"),
@@ -419,8 +416,19 @@ def test_plain_python_reading_matches_the_engine_on_fresh_draws(seed: str) -> No
         "model_version": inputs.model_version,
         "data_fingerprint": inputs.data_fingerprint,
     }
+
+
+def assert_spec_reproduces(vector: dict, inputs, result) -> None:
+    """The plain-Python reading of the spec gives the engine's targets, teams and commitment."""
     got = spec_draw(vector)
     cols = ["credit_code", "arm", "stratum", "tier", "pi_fraction", "key_risk", "key_control"]
     assert got["targets"] == result.targets[cols].to_dict(orient="records")
     assert got["teams"] == {k: list(v) for k, v in sorted(result.teams.items())}
     assert spec_commitment(vector, inputs.policy.canonical()) == result.commitment
+
+
+@pytest.mark.parametrize("seed", ["alpha", "beta", "gamma", "δ-seed 2026"])
+def test_plain_python_reading_matches_the_engine_on_fresh_draws(seed: str) -> None:
+    """Beyond the vectors: a 200-enterprise pool with conflicts, caps and exclusions."""
+    inputs = example_inputs(seed=seed, previous_teams={})
+    assert_spec_reproduces(vector_of(inputs, seed), inputs, draw(inputs, seed))

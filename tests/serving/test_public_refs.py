@@ -219,37 +219,13 @@ def test_a_draw_on_references_publishes_no_individual_code_and_verifies(tmp_path
 
 def test_the_plain_python_reading_of_the_spec_reruns_a_draw_on_references() -> None:
     """SPEC §10 adds nothing to re-implement: the independent re-run of §2–§8 reproduces it."""
-    from tests.serving.test_draws_spec import spec_commitment, spec_draw
+    from tests.serving.test_draws_spec import assert_spec_reproduces, vector_of
 
     *_, inputs = referenced_inputs(seed="spec reader")
     result = draw(inputs, "spec reader")
-    pool = inputs.pool.frame()
-    pool["last_inspected_on"] = [
-        None if d is None or d != d else d.isoformat() for d in pool["last_inspected_on"]
-    ]
-    rows = [
-        {k: (None if (x is None or x != x or x == "") and k != "tier" else x) for k, x in r.items()}
-        for r in pool.to_dict(orient="records")
-    ]
-    for r in rows:
-        r["draws_this_year"] = None if r["draws_this_year"] is None else int(r["draws_this_year"])
-    staff = inputs.inspectors.frame()
-    staff["conflicts"] = [c.split(";") if c else [] for c in staff["conflicts"]]
-    vector = {
-        "seed": "spec reader",
-        "pool": rows,
-        "inspectors": staff.to_dict(orient="records"),
-        "policy": inputs.policy.canonical(),
-        "parameters": inputs.parameters(),
-        "model_version": inputs.model_version,
-        "data_fingerprint": inputs.data_fingerprint,
-    }
-    assert sum(r["credit_code"].startswith("X") for r in rows) == 120
-    got = spec_draw(vector)
-    cols = ["credit_code", "arm", "stratum", "tier", "pi_fraction", "key_risk", "key_control"]
-    assert got["targets"] == result.targets[cols].to_dict(orient="records")
-    assert got["teams"] == {k: list(v) for k, v in sorted(result.teams.items())}
-    assert spec_commitment(vector, inputs.policy.canonical()) == result.commitment
+    vector = vector_of(inputs, "spec reader")
+    assert sum(r["credit_code"].startswith("X") for r in vector["pool"]) == 120
+    assert_spec_reproduces(vector, inputs, result)
 
 
 def test_conflicts_previous_teams_and_filters_follow_their_enterprises() -> None:
