@@ -494,6 +494,10 @@ class AuditLog:
         self.engine = make_engine(
             self.url, wal_autocheckpoint=0 if checkpoint_in_background else None
         )
+        #: Somebody else (``GroupCommit``) must call :meth:`checkpoint` (SQLite only).
+        self.checkpoints_deferred = (
+            checkpoint_in_background and self.engine.dialect.name == "sqlite"
+        )
         self._sqlite = self.engine.dialect.name == "sqlite"
         self._postgres = self.engine.dialect.name == "postgresql"
         ddl = _SQLITE_TRIGGERS if self._sqlite else _POSTGRES_TRIGGERS if self._postgres else ()
@@ -773,11 +777,11 @@ class GroupCommit:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
-        if log._sqlite:
+        if log.checkpoints_deferred:
             # A commit that crosses SQLite's auto-checkpoint size copies the WAL into the file
             # and fsyncs it while holding the append lock, and every request of both workers
-            # waits behind it (p99 pauses of 0.1-0.4 s under load). With ``AuditLog(...,
-            # checkpoint_in_background=True)`` that work is done here, off the append path.
+            # waits behind it (p99 pauses of 0.1-0.4 s under load). A log opened with
+            # ``checkpoint_in_background=True`` leaves that work to this thread instead.
             self._every = checkpoint_every
             threading.Thread(target=self._checkpoints, name="audit-checkpoint", daemon=True).start()
 
