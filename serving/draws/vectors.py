@@ -92,6 +92,20 @@ def _vector(
     return vector
 
 
+def _half_of_each_tier(load_cap: int) -> dict:
+    """Half of every tier, pairs, a tight load cap: the repair vectors' policy."""
+    return {
+        "allocation": {
+            "kind": "ratios",
+            "tiers": ["A", "B", "C", "D"],
+            "ratios": {"A": 0.5, "B": 0.5, "C": 0.5, "D": 0.5},
+        },
+        "floor": 0.2,
+        "control_fraction": 0.0,
+        "teams": {"team_size": 2, "load_cap": load_cap},
+    }
+
+
 def build() -> dict:
     """All vectors: primitives, then five small draws."""
     seed = "2026-11-23 county 330106 public draw"
@@ -202,16 +216,7 @@ def build() -> dict:
             "vector-4",
             pool,
             staff,
-            {
-                "allocation": {
-                    "kind": "ratios",
-                    "tiers": ["A", "B", "C", "D"],
-                    "ratios": {"A": 0.5, "B": 0.5, "C": 0.5, "D": 0.5},
-                },
-                "floor": 0.2,
-                "control_fraction": 0.0,
-                "teams": {"team_size": 2, "load_cap": 3},
-            },
+            _half_of_each_tier(load_cap=3),
             {},
         )
     )
@@ -233,16 +238,7 @@ def build() -> dict:
             "vector-5",
             pool,
             staff,
-            {
-                "allocation": {
-                    "kind": "ratios",
-                    "tiers": ["A", "B", "C", "D"],
-                    "ratios": {"A": 0.5, "B": 0.5, "C": 0.5, "D": 0.5},
-                },
-                "floor": 0.2,
-                "control_fraction": 0.0,
-                "teams": {"team_size": 2, "load_cap": 4},
-            },
+            _half_of_each_tier(load_cap=4),
             previous,
         )
     )
