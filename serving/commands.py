@@ -1,4 +1,5 @@
-"""``riskctl serve``, ``riskctl keys …`` and ``riskctl audit …``: run and administer the service."""
+"""``riskctl serve``, ``riskctl keys …``, ``riskctl audit …`` and ``riskctl draw …``: run and
+administer the service."""
 
 from __future__ import annotations
 
@@ -36,13 +37,15 @@ def environment(cfg: Settings) -> dict[str, str]:
     return env
 
 
-def _audit_key(cfg: Settings, action: str, payload: dict) -> None:
-    """Key management is itself audited (actor: the operator's OS account on this machine)."""
+def _audit_key(cfg: Settings, action: str, payload: dict) -> int:
+    """Key management and look-ups of personal data are themselves audited (actor: the
+    operator's OS account on this machine). Returns the entry's seq."""
     import getpass
 
     from serving.audit import AuditLog
 
-    AuditLog(cfg.db).append(f"cli:{getpass.getuser()}", "admin", action, payload=payload)
+    entry = AuditLog(cfg.db).append(f"cli:{getpass.getuser()}", "admin", action, payload=payload)
+    return entry.seq
 
 
 def how_to_call(url: str, key: str | None, code: str = "<18-character credit code>") -> None:
@@ -179,7 +182,10 @@ def audit_head(workdir: WorkdirOption = None, db: DbOption = None) -> None:
     print(f"{head.seq}:{head.hash}")
 
 
-draw_app = typer.Typer(help="Double-random draws: verify a published record.", no_args_is_help=True)
+draw_app = typer.Typer(
+    help="Double-random draws: verify a published record; look up a public reference.",
+    no_args_is_help=True,
+)
 
 
 @draw_app.command("verify")
@@ -211,3 +217,97 @@ def verify_draw(
         f"[red]draw {record.inputs.draw_id} does NOT verify[/red]: {report.first_mismatch}"
     )
     raise typer.Exit(1)
+
+
+def _reference_or_code(value: str) -> str:
+    """REF_OR_CODE checked as a GB 32100 string (upper-cased): a public reference, or a code."""
+    from features.credit_code import ALPHABET, check_character, is_well_formed
+    from serving.public_refs import REF_AUTHORITY, is_public_ref
+
+    unit = value.strip().upper()
+    if len(unit) != 18:
+        raise fail(
+            f"REF_OR_CODE: {value!r} has {len(unit)} characters; "
+            "a credit code or a public reference has 18"
+        )
+    outside = sorted({ch for ch in unit if ch not in ALPHABET})
+    if outside:
+        raise fail(
+            f"REF_OR_CODE: {value!r} has {', '.join(map(repr, outside))}, outside the GB 32100 "
+            "alphabet (digits and capitals without I, O, S, V, Z)"
+        )
+    expected = check_character(unit[:17])
+    if unit[17] != expected:
+        raise fail(
+            f"REF_OR_CODE: {value!r} fails the GB 32100 check: it ends in {unit[17]!r}, "
+            f"its first 17 characters give {expected!r} (mistyped?)"
+        )
+    if unit.startswith(REF_AUTHORITY) and not is_public_ref(unit):
+        raise fail(
+            f"REF_OR_CODE: {value!r} starts with {REF_AUTHORITY!r}, which only public references "
+            f"use, but is not one ({REF_AUTHORITY}2, a six-digit region, nine characters, check)"
+        )
+    if not unit.startswith(REF_AUTHORITY) and not is_well_formed(unit):
+        raise fail(
+            f"REF_OR_CODE: {value!r} is not a well-formed credit code (registration authority, "
+            "category, six-digit region, organisation code, check)"
+        )
+    return unit
+
+
+@draw_app.command("ref")
+def draw_ref(
+    draw_id: Annotated[str, typer.Argument(help="The draw's id")],
+    ref_or_code: Annotated[
+        str, typer.Argument(help="A public reference (X2…) or a credit code (e.g. 92…)")
+    ],
+    workdir: WorkdirOption = None,
+    db: DbOption = None,
+) -> None:
+    """Which individual business a draw's public reference stands for, or the reference of an
+    individual business's code in that draw; printed last, alone. Every answer that names an
+    individual business is appended to the audit trail (with the reference, not the code)."""
+    from serving.draw_desk import look_up_ref
+    from serving.public_refs import is_public_ref
+    from serving.runtime import BadRequest
+
+    unit = _reference_or_code(ref_or_code)
+    cfg = settings(workdir, None, db)
+    try:
+        found = look_up_ref(cfg.db, cfg.workdir, draw_id, unit)
+    except BadRequest as exc:
+        raise fail(f"DRAW_ID: {exc.message}") from None
+    by_ref = is_public_ref(unit)
+    if found is None:
+        why = (
+            "references differ with every draw: is it another draw's?"
+            if by_ref
+            else "not in its pool, conflicts or previous teams"
+        )
+        raise fail(f"REF_OR_CODE: draw {draw_id!r} names no {unit} ({why})")
+    drawn = f"drawn in the {found.arm} arm" if found.arm else "not drawn"
+    if found.public_ref == found.credit_code:
+        console.print(
+            f"{unit} is not an individual business's code: it is its own public form in every "
+            f"draw ({drawn} in {draw_id!r}); nothing to resolve, nothing audited",
+            soft_wrap=True,
+        )
+        print(unit)
+        return
+    seq = _audit_key(
+        cfg,
+        "draw_ref_resolved",
+        {
+            "draw_id": draw_id,
+            "public_ref": found.public_ref,
+            "asked_by": "public_ref" if by_ref else "credit_code",
+            "arm": found.arm,
+        },
+    )
+    subject = f"{found.public_ref} stands for" if by_ref else "the code is"
+    console.print(
+        f"draw {draw_id!r}: {subject} an individual business ({drawn}); "
+        f"this look-up of personal data is audit entry {seq}",
+        soft_wrap=True,  # one line per message: easy to grep
+    )
+    print(found.credit_code if by_ref else found.public_ref)

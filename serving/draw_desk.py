@@ -44,8 +44,11 @@ from sqlalchemy import (
     Text,
     select,
 )
+from sqlalchemy import inspect as sql_inspect
+from sqlalchemy.engine import Engine, make_url
 
-from serving.audit import create_schema, make_engine
+from features.credit_code import is_individual_business, is_valid
+from serving.audit import create_schema, database_url, make_engine
 from serving.draws import (
     DrawInputs,
     DrawPolicy,
@@ -498,3 +501,76 @@ class DrawDesk:
                 columns=["credit_code", "problem_found"],
             )
         return draw_lift(targets, found)
+
+
+# -- look-ups by the authority (read-only) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RefLookup:
+    """How one enterprise appears in one draw. Private when it is an individual business: it
+    links a public reference to a person."""
+
+    draw_id: str
+    public_ref: str  # the code itself for an enterprise that is not an individual business
+    credit_code: str
+    arm: str | None  # the arm that drew it; None when the draw names it but did not draw it
+
+
+def _existing_engine(db: str) -> Engine | None:
+    """An engine on ``db``, or None for a SQLite file that does not exist (connecting would
+    create it: a look-up must leave no trace)."""
+    url = make_url(database_url(db))
+    path = url.database
+    file = url.get_backend_name() == "sqlite" and path and path != ":memory:"
+    if file and not Path(path).is_file():
+        return None
+    return make_engine(url.render_as_string(hide_password=False))
+
+
+def look_up_ref(db: str, workdir: Path, draw_id: str, unit: str) -> RefLookup | None:
+    """How ``unit`` — a public reference, or a credit code — appears in ``draw_id``.
+
+    A reference or an individual business's code is answered from ``draw_public_refs`` when it
+    was drawn, else from the complete private ``public_refs.csv`` (everybody the draw's inputs
+    name: pool, conflicts, previous teams; read whole, so only when the table has no answer);
+    None when the draw names it nowhere (or has no such file: draws made before it existed
+    resolve their targets only). Any other code is its own public form. Unlike
+    :class:`DrawDesk`, which creates its tables, this only reads: an unknown draw
+    (``BadRequest``, 404) leaves the database as it was.
+    """
+    by_ref = is_public_ref(unit)
+    if not by_ref and not is_valid(unit):
+        raise ValueError(f"{unit!r} is neither a public reference nor a valid credit code")
+    engine = _existing_engine(db)
+    if engine is None:
+        raise BadRequest("draw_id", f"no draw {draw_id!r}", 404)
+    column = public_refs.c.public_ref if by_ref else public_refs.c.credit_code
+    try:
+        with engine.connect() as conn:
+            known = (
+                sql_inspect(conn).has_table(draws.name)
+                and conn.execute(select(draws.c.draw_id).where(draws.c.draw_id == draw_id)).first()
+            )
+            if not known:
+                raise BadRequest("draw_id", f"no draw {draw_id!r}", 404)
+            arm_of = select(drawn.c.arm).where(drawn.c.draw_id == draw_id)
+            if not by_ref and not is_individual_business(unit):
+                arm = conn.execute(arm_of.where(drawn.c.credit_code == unit)).scalar()
+                return RefLookup(draw_id, unit, unit, arm)
+            row = conn.execute(
+                select(public_refs.c.public_ref, public_refs.c.credit_code).where(
+                    (public_refs.c.draw_id == draw_id) & (column == unit)
+                )
+            ).first()
+            if row is not None:
+                arm = conn.execute(arm_of.where(drawn.c.credit_code == row.credit_code)).scalar()
+                return RefLookup(draw_id, row.public_ref, row.credit_code, arm)
+    finally:
+        engine.dispose()
+    mapping = read_mapping(workdir / "draws" / draw_id / MAPPING)
+    if by_ref:
+        code = mapping.get(unit)
+        return RefLookup(draw_id, unit, code, None) if code else None
+    ref = next((r for r, c in mapping.items() if c == unit), None)
+    return RefLookup(draw_id, ref, unit, None) if ref else None
