@@ -21,12 +21,17 @@ status ≥ 400) or socket error is a failure; the run exits 1 if there is any. T
 average just before each measured run is reported, since other work on the machine skews it. Each server is
 checked once with httpx (status and item count) before it is loaded; ours only once every
 worker has created its service (``--settle`` seconds later, for the start-up reasons). wrk runs on the same
-machine as the servers and shares their cores.
+machine as the servers and shares their cores. Halfway through each measured run the
+ESTABLISHED connections on the server port are counted per worker process (psutil), shown as
+e.g. ``27/23``: how wrk's clients are spread over the workers. Servers are started and stopped
+by ``serving.launch`` (the same launcher the tests use).
 
 Without ``--workdir``/``--mlruns`` a workspace and champion are built once under
 ``benchmarks/.out/service/`` (synthetic, 20,000 enterprises, seed 7) and reused afterwards.
-``--profile`` also records ``py-spy`` (raw, non-blocking, no line numbers) on one worker of ours
-during an extra, uncounted tier-1 run and prints where the samples fall.
+``--profile`` also records ``py-spy`` (raw, ``--nonblocking``, no line numbers) on every worker of
+ours, one py-spy per worker pid at the same time, during an extra, uncounted tier-1 run *after*
+the measured scenarios (so the sampling never touches the figures), and prints where each
+worker's samples fall.
 
     .venv/bin/python benchmarks/bench_service.py --duration 15 --workers 2,1 --profile
 
@@ -36,20 +41,18 @@ Writes the Markdown table to stdout and to ``benchmarks/.out/bench_service.md``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
 import random
 import re
-import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -59,7 +62,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.serving.server import bentoml_server, free_port  # noqa: E402
+from serving.launch import RISK_SERVICE, Server, serve  # noqa: E402
 
 OUT = ROOT / "benchmarks" / ".out"
 
@@ -150,76 +153,14 @@ def snapshot_of(workdir: Path) -> Path:
 
 
 @contextmanager
-def stock_server(snapshot: Path, tmp: Path, log: Path, timeout: float = 180) -> Iterator[str]:
-    """The stock service from a temp dir, on a free loopback port; process group stopped after."""
+def stock_server(snapshot: Path, tmp: Path, log: Path) -> Iterator[Server]:
+    """The stock service from a temp dir, on a free loopback port; stopped after."""
     src = tmp / "stock"
     src.mkdir(exist_ok=True)
     (src / "stock_service.py").write_text(textwrap.dedent(STOCK))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", "stock_service:StockTiers",
-             "--host", "127.0.0.1", "--port", str(port)],
-            cwd=src,
-            env={**os.environ, "BENTOML_DO_NOT_TRACK": "true", "STOCK_SNAPSHOT": str(snapshot)},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"stock server exited:\n{log.read_text()[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"stock server not ready:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-
-def wait_for_workers(log: Path, workers: int, name: str, timeout: float = 600) -> None:
-    """Until every worker has created its service: ``/readyz`` answers as soon as *one* worker
-    is up, and on a busy machine the second one can still be loading (and not accepting
-    connections) well into the first measured run."""
-    deadline = time.monotonic() + timeout
-    line = f"Service {name} initialized"
-    while log.read_text(errors="replace").count(line) < workers:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{workers} workers not initialized:\n{log.read_text()[-3000:]}")
-        time.sleep(0.5)
-
-
-def worker_pids(url: str) -> list[int]:
-    """BentoML worker processes of the server listening on ``url``'s port (same process group)."""
-    import psutil
-
-    port = int(url.rsplit(":", 1)[1])
-    owners = {
-        c.pid
-        for c in psutil.net_connections(kind="tcp")
-        if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid
-    }
-    groups = {os.getpgid(p) for p in owners}
-    found = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        with contextlib.suppress(psutil.Error, ProcessLookupError):
-            if os.getpgid(p.pid) in groups and "_bentoml_impl.worker.service" in " ".join(
-                p.info["cmdline"] or []
-            ):
-                found.append(p.pid)
-    return sorted(found)
+    env = {"STOCK_SNAPSHOT": str(snapshot)}
+    with serve("stock_service:StockTiers", env, log, cwd=src, workers=1) as server:
+        yield server
 
 
 # -- wrk -----------------------------------------------------------------------------------
@@ -255,11 +196,29 @@ def parse_wrk(out: str) -> dict:
     }
 
 
-def run_wrk(url, path, bodies, token, script, *, connections, duration) -> dict:
+def run_wrk(url, path, bodies, token, script, *, connections, duration, midway=None) -> dict:
+    """One wrk run; ``midway`` (if given) is called halfway through it, its result kept."""
     cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s",
            "-s", str(script), url, "--", str(bodies), path, token or ""]  # fmt: skip
-    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return parse_wrk(res.stdout)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = None
+    if midway is not None:
+        time.sleep(duration / 2)
+        seen = midway()
+    out, err = proc.communicate()
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, cmd, out, err)
+    return {**parse_wrk(out), "midway": seen}
+
+
+def spread(server: Server) -> Callable[[], str]:
+    """Connections each worker holds (by worker pid), e.g. ``27/23``."""
+
+    def sample() -> str:
+        counts = server.connections_per_worker()
+        return "/".join(str(counts[pid]) for pid in sorted(counts))
+
+    return sample
 
 
 # -- bodies --------------------------------------------------------------------------------
@@ -321,34 +280,69 @@ def summarise_profile(raw: Path, top: int = 12) -> str:
     return "\n".join(lines)
 
 
+def profile_workers(server: Server, token: str, bodies: Path, script: Path, args) -> list[str]:
+    """py-spy on every worker at once during an extra, uncounted tier-1 run; one note each."""
+    pids = server.worker_pids()
+    spies = []
+    for i, pid in enumerate(pids, 1):
+        raw = OUT / f"bench_service_profile_worker{i}.txt"
+        raw.unlink(missing_ok=True)
+        err = raw.with_suffix(".err")
+        with err.open("w") as e:
+            spy = subprocess.Popen(
+                [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid),
+                 "-d", str(args.profile_seconds), "-f", "raw", "--nolineno",
+                 "--nonblocking", "-o", str(raw)],
+                stdout=subprocess.DEVNULL, stderr=e,
+            )  # fmt: skip
+        spies.append((pid, raw, err, spy))
+    run_wrk(server.url, "/v1/tiers", bodies, token, script,
+            connections=args.connections, duration=args.profile_seconds + 2)  # fmt: skip
+    notes = []
+    for pid, raw, err, spy in spies:
+        code = spy.wait(timeout=60)
+        if code or not raw.is_file() or not raw.read_text().strip():
+            notes.append(f"py-spy on worker {pid} recorded nothing (exit {code}): "
+                         f"{err.read_text().strip()[-500:]}")  # fmt: skip
+            continue
+        err.unlink()
+        notes.append(f"profile of worker {pid} during tier-1 ({raw.name}):\n\n"
+                     + summarise_profile(raw))  # fmt: skip
+    return notes
+
+
 # -- main ----------------------------------------------------------------------------------
 
 
-def measure(label, url, token, path, scenarios, bodies, script, args, rows) -> None:
+def measure(label, server, token, path, scenarios, bodies, script, args, rows) -> None:
+    url = server.url
     for name in scenarios:
         conns = args.batch_connections if name == "batch-1000" else args.connections
         check_once(url, path, bodies[name], token, stock=label.startswith("stock"))
         kw = {"connections": conns}
         run_wrk(url, path, bodies[name], token, script, duration=args.warmup, **kw)
         load = os.getloadavg()[0]
-        r = run_wrk(url, path, bodies[name], token, script, duration=args.duration, **kw)
+        r = run_wrk(url, path, bodies[name], token, script, duration=args.duration,
+                    midway=spread(server), **kw)  # fmt: skip
         r.update(service=label, scenario=name, connections=conns, load=load)
         rows.append(r)
         print(
             f"{label:<16} {name:<15} c={conns:<3} {r['rps']:>9.1f} req/s  p50 {r['p50']:.1f} ms"
-            f"  p99 {r['p99']:.1f} ms  non-2xx {r['non2xx']}  socket errors {r['socket_errors']}",
+            f"  p99 {r['p99']:.1f} ms  non-2xx {r['non2xx']}  socket errors {r['socket_errors']}"
+            f"  per worker {r['midway']}",
             flush=True,
         )
 
 
 def table(rows: list[dict]) -> str:
     out = [
-        "| service | scenario | clients | req/s | p50 ms | p90 ms | p99 ms | requests | non-2xx | socket errors | load 1 min |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| service | scenario | clients | per worker | req/s | p50 ms | p90 ms | p99 ms | requests | non-2xx | socket errors | load 1 min |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         out.append(
-            f"| {r['service']} | {r['scenario']} | {r['connections']} | {r['rps']:,.0f} "
+            f"| {r['service']} | {r['scenario']} | {r['connections']} | {r['midway']} "
+            f"| {r['rps']:,.0f} "
             f"| {r['p50']:.1f} | {r['p90']:.1f} | {r['p99']:.1f} | {r['requests']:,} "
             f"| {r['non2xx']} | {r['socket_errors']} | {r['load']:.1f} |"
         )
@@ -412,31 +406,20 @@ def main() -> int:
             env = {"RISK_WORKDIR": str(workdir), "RISK_MLRUNS": str(mlruns), "RISK_DB": db,
                    "RISK_WORKERS": str(workers)}  # fmt: skip
             log = OUT / f"bench_service_ours_w{workers}.log"
-            with bentoml_server(env, log) as url:
-                wait_for_workers(log, workers, "credit-risk-supervision")
+            with serve(RISK_SERVICE, env, log, workers=workers) as server:
                 time.sleep(args.settle)  # start-up work (reasons of the snapshot) to finish
                 label = f"ours ({workers} worker{'s' if workers > 1 else ''})"
                 scen = ["tier-1", "tier-1+reasons", "batch-1000"]
-                measure(label, url, token, "/v1/tiers", scen, bodies, script, args, rows)
+                measure(label, server, token, "/v1/tiers", scen, bodies, script, args, rows)
                 if args.profile and workers == max(int(w) for w in args.workers.split(",")):
-                    pid = worker_pids(url)[0]
-                    raw = OUT / f"bench_service_profile_w{workers}.txt"
-                    spy = subprocess.Popen(
-                        [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid),
-                         "-d", str(args.profile_seconds), "-f", "raw", "--nolineno",
-                         "--nonblocking", "-o", str(raw)],
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                    )  # fmt: skip
-                    run_wrk(url, "/v1/tiers", bodies["tier-1"], token, script,
-                            connections=args.connections, duration=args.profile_seconds + 2)  # fmt: skip
-                    spy.wait(timeout=60)
-                    notes.append(f"profile of worker {pid} during tier-1 ({raw.name}):\n\n"
-                                 + summarise_profile(raw))  # fmt: skip
+                    notes += profile_workers(server, token, bodies["tier-1"], script, args)
 
         if not args.no_stock:
-            with stock_server(snapshot, tmp, OUT / "bench_service_stock.log") as url:
+            with stock_server(snapshot, tmp, OUT / "bench_service_stock.log") as server:
                 scen = ["tier-1", "batch-1000"]
-                measure("stock (1 worker)", url, None, "/tiers", scen, bodies, script, args, rows)
+                measure(
+                    "stock (1 worker)", server, None, "/tiers", scen, bodies, script, args, rows
+                )
 
     failures = sum(r["non2xx"] + r["socket_errors"] for r in rows)
     head = (
