@@ -11,16 +11,20 @@ characters of the GB 32100 alphabet with a valid check character, so the engine,
 snapshots, the keys, the commitment and verification work unchanged, and pools without
 individual businesses give exactly the draw they gave before (``serving/draws/SPEC.md`` §10)::
 
-    "X" + code[1:8] + nine base-31 digits of HMAC-SHA256(key, draw_id ‖ 0x00 ‖ code) + check
+    K_d = first 16 bytes of HMAC-SHA256(key, "draws/v1/public-ref" ‖ 0x00 ‖ draw_id)
+    "X" + code[1:8] + nine base-31 digits of SipHash-2-4(K_d, code) + check
 
 ``X`` is no registration authority of GB 32100-2015 or its amendments (``1``–``9``, ``A``–``H``,
 ``N``, ``Y``: :data:`features.credit_code.AUTHORITIES`), so a reference can never equal or be
 read as a real code; ``code[1:8]`` keeps category ``2`` and the six-digit region, which masking
-shows anyway. References are per draw (the draw id is in the HMAC input: nobody can link two
-draws' references of one person by the reference) and only the holder of the key — the
-authority — can link a reference to a person. On a collision within a draw (two codes of one
+shows anyway. References are per draw (each draw has its own SipHash key ``K_d``: nobody can link
+two draws' references of one person by the reference) and only the holder of the key — the
+authority — can link a reference to a person. Why SipHash under a per-draw key and not one HMAC
+per code: SipHash-2-4 is a pseudorandom function made for short inputs and costs ~1/50 of an
+HMAC-SHA256 per code here (:mod:`serving.siphash`), which is the difference between a province
+draw within its 3-second budget and one over it. On a collision within a draw (two codes of one
 region whose nine digits agree, ~n²/2·31⁻⁹) the later code in sorted order takes the next
-candidate, ``draw_id ‖ 0x00 ‖ code ‖ 0x00 ‖ k`` for k = 1, 2, …
+candidate, ``code ‖ 0x00 ‖ k`` for k = 1, 2, …
 
 The key is configuration, never code and never published: ``RISK_REF_KEY`` (at least 32
 characters; its UTF-8 bytes are the key), else ``<workdir>/keys/public_refs.key``, created on
@@ -49,10 +53,11 @@ import pyarrow.csv as pacsv
 
 from features.credit_code import ALPHABET, AUTHORITIES, WEIGHTS, check_character
 from features.credit_code import is_individual_business as is_individual
-from serving.hmac_batch import hmac_sha256_heads
+from serving.siphash import siphash24_rows
 
 REF_AUTHORITY = "X"
 KEY_ENV = "RISK_REF_KEY"
+DRAW_KEY_PREFIX = b"draws/v1/public-ref\x00"
 KEY_FILE = Path("keys") / "public_refs.key"
 MAPPING = "public_refs.csv"
 MIN_KEY_CHARS = 32
@@ -106,31 +111,32 @@ def reference_key(workdir: Path) -> bytes:
     return key.encode("ascii")
 
 
-def _hmac(key: bytes, message: bytes) -> bytes:
-    return hmac.digest(key, message, "sha256")
+def draw_key(key: bytes, draw_id: str) -> bytes:
+    """The draw's own 16-byte SipHash key: the first 16 bytes of HMAC-SHA256(key, prefix ‖
+    draw id), so that one draw's references say nothing about another's."""
+    return hmac.digest(key, DRAW_KEY_PREFIX + draw_id.encode("utf-8"), "sha256")[:16]
 
 
 def _candidate_heads(key: bytes, draw_id: str, codes: list[str]) -> np.ndarray:
-    """First 8 bytes (big-endian uint64) of the HMAC of each code's candidate 0, compiled and
-    on every core (:mod:`serving.hmac_batch`; :func:`derive` is the plain :mod:`hmac` path)."""
+    """SipHash of each code (its candidate 0) under the draw's key, compiled, on every core."""
     units = np.frombuffer("".join(codes).encode("ascii"), dtype=np.uint8).reshape(-1, 18)
-    return hmac_sha256_heads(key, f"{draw_id}\x00".encode(), units)
+    return siphash24_rows(draw_key(key, draw_id), units)
 
 
-def _message(draw_id: str, code: str, counter: int) -> bytes:
-    text = f"{draw_id}\x00{code}" if counter == 0 else f"{draw_id}\x00{code}\x00{counter}"
-    return text.encode("utf-8")
+def _message(code: str, counter: int) -> bytes:
+    return (code if counter == 0 else f"{code}\x00{counter}").encode("utf-8")
 
 
 def derive(key: bytes, draw_id: str, code: str, counter: int = 0) -> str:
     """The reference candidate ``counter`` of one individual business (SPEC.md §10).
 
-    ``v`` = the first 8 bytes of the HMAC, big-endian, modulo 31⁹, written as nine base-31
-    digits (most significant first) in the GB 32100 alphabet.
+    ``v`` = SipHash-2-4 of the code (and counter) under the draw's key, modulo 31⁹, written as
+    nine base-31 digits (most significant first) in the GB 32100 alphabet.
     """
     if not _WELL_FORMED_92.match(code):
         raise ValueError(f"{code!r} is not an individual business's credit code")
-    v = int.from_bytes(_hmac(key, _message(draw_id, code, counter))[:8], "big") % _MODULUS
+    message = np.frombuffer(_message(code, counter), dtype=np.uint8).reshape(1, -1)
+    v = int(siphash24_rows(draw_key(key, draw_id), message)[0]) % _MODULUS
     digits = []
     for _ in range(DIGITS):
         v, d = divmod(v, 31)
@@ -215,7 +221,7 @@ def _fast_refs(key: bytes, draw_id: str, units: np.ndarray) -> np.ndarray | None
     """References of the rows of ``units`` (individual businesses, repeats allowed) as a byte
     matrix, or None when two distinct codes share one (then :func:`_assign_arrays` applies the
     exact rule)."""
-    v = hmac_sha256_heads(key, f"{draw_id}\x00".encode(), units) % np.uint64(_MODULUS)
+    v = siphash24_rows(draw_key(key, draw_id), units) % np.uint64(_MODULUS)
     region, regions = pd.factorize(units[:, 2:8].copy().view("S6").ravel())
     if len(regions) * _MODULUS >= 2**64:
         return None

@@ -33,22 +33,24 @@ from serving.public_refs import (
     reference_key,
 )
 from serving.runtime import BadRequest
+from tests.serving.test_siphash import plain_siphash24
 
 KEY = b"spec-example-key-0123456789abcdef"
 #: SPEC.md §10's worked example: (code, draw id, candidate) → reference.
 SPEC_EXAMPLE = [
-    ("92371000MA3MXH0E3W", "2026-MR-07", 0, "X2371000NYWBR4XB5Q"),
-    ("92371000MA3MXH0E3W", "2026-MR-07", 1, "X2371000RJF3NFPNJN"),
-    ("92371000MA3MXH0E3W", "2026-MR-08", 0, "X23710008LNNCQT1AC"),
+    ("92371000MA3MXH0E3W", "2026-MR-07", 0, "X2371000JEY4F4AJ7Q"),
+    ("92371000MA3MXH0E3W", "2026-MR-07", 1, "X2371000E1D7AC7B2A"),
+    ("92371000MA3MXH0E3W", "2026-MR-08", 0, "X2371000DQCRXYUHDM"),
 ]
 
 
 def spec_reference(key: bytes, draw_id: str, code: str, k: int = 0) -> str:
-    """SPEC §10 read literally: ``hmac`` and Python ints, nothing from the module."""
-    message = draw_id.encode() + b"\x00" + code.encode()
+    """SPEC §10 read literally: ``hmac``, SipHash on Python ints, nothing from the module."""
+    draw_key = hmac.new(key, b"draws/v1/public-ref\x00" + draw_id.encode(), hashlib.sha256)
+    message = code.encode()
     if k:
         message += b"\x00" + str(k).encode()
-    v = int.from_bytes(hmac.new(key, message, hashlib.sha256).digest()[:8], "big") % 31**9
+    v = plain_siphash24(draw_key.digest()[:16], message) % 31**9
     digits = ""
     for _ in range(9):
         v, d = divmod(v, 31)
@@ -389,8 +391,8 @@ def test_a_draw_made_on_clear_codes_is_not_published(database, tmp_path) -> None
 
 
 def test_the_province_path_gives_the_one_at_a_time_references() -> None:
-    """pseudonymise works on the pool's bytes (compiled HMAC, no per-row objects); every
-    reference must still be what :func:`derive` (plain hmac) gives, and the mapping file
+    """pseudonymise works on the pool's bytes (compiled, no per-row objects); every
+    reference must still be what :func:`derive` (one code at a time) gives, and the mapping file
     lists each pair once, sorted by reference."""
     pool = mixed_pool(600, seed=8)
     staff = inspectors_frame(24, pool, seed=8, conflict_rate=0.5)
@@ -407,17 +409,18 @@ def test_a_collision_on_the_province_path_falls_back_to_the_exact_rule(monkeypat
     a, b = sorted(c for c in pool["credit_code"] if c.startswith("92"))[:2]
     a_row = np.frombuffer(a.encode(), dtype=np.uint8)
     b_row = np.frombuffer(b.encode(), dtype=np.uint8)
-    real_heads, real_candidates = public_refs.hmac_sha256_heads, public_refs._candidate_heads
+    real_heads, real_candidates = public_refs.siphash24_rows, public_refs._candidate_heads
 
-    def heads(key, prefix, units):  # b hashes as a would: the same nine digits, same region
-        units = units.copy()
-        units[(units == b_row).all(axis=1)] = a_row
-        return real_heads(key, prefix, units)
+    def heads(key, units):  # b hashes as a would: the same nine digits, same region
+        if units.shape[1] == len(b_row):  # candidates k ≥ 1 are longer messages: left alone
+            units = units.copy()
+            units[(units == b_row).all(axis=1)] = a_row
+        return real_heads(key, units)
 
     def candidates(key, draw_id, codes):
         return real_candidates(key, draw_id, [a if c == b else c for c in codes])
 
-    monkeypatch.setattr(public_refs, "hmac_sha256_heads", heads)
+    monkeypatch.setattr(public_refs, "siphash24_rows", heads)
     monkeypatch.setattr(public_refs, "_candidate_heads", candidates)
     if a[2:8] != b[2:8]:
         pytest.skip("the two codes are in different regions: no collision to force")
