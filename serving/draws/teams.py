@@ -13,14 +13,16 @@ Why a repair: with tight load caps and conflicts the greedy walk can end short a
 other assignment meets every rule. Only then (so a draw the walk completes costs nothing more
 and is unchanged) a breadth-first augmenting-path search moves inspectors between the group's
 teams until the short team is full, or proves by max-flow/min-cut that no assignment exists
-(SPEC.md §7)."""
+(SPEC.md §7). Where the previous-team rule stops that search, a last search in which the rule is
+a capacity (a team holds at most ``team_size - 1`` members of its previous team) is exact, so a
+draw is refused only when no assignment meets every rule."""
 
 from __future__ import annotations
 
 import hashlib
 import itertools
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -332,7 +334,9 @@ class _Repair:
     one such path adds one member. No path, and none was rejected by the previous-team rule,
     proves (max-flow/min-cut) that no assignment of this group's targets meets every rule.
     When that rule did reject a path, the short target may give up one of its own members and
-    search again (step 4) before the draw is refused.
+    search again (step 4); if that fails too, :class:`_Exact` (step 5) completes the team or
+    proves that no assignment exists. Steps 1–4 are kept because they decide the teams of every
+    draw they complete.
     """
 
     def __init__(
@@ -369,8 +373,10 @@ class _Repair:
             found, reached, rejected = self._search(t)
             if found is None and rejected:
                 found = self._without_one(t)
+                if found is None:
+                    found = _Exact(self).fill(t, load_cap)  # step 5: complete, or refuses
             if found is None:
-                raise DrawRefused(self._reason(t, reached, rejected, load_cap))
+                raise DrawRefused(self._reason(t, reached, load_cap))
             changed |= found
         return changed - {t}
 
@@ -458,27 +464,23 @@ class _Repair:
                 return False
         return True
 
-    def _reason(self, t: int, reached: dict[int, int], rejected: int, load_cap: int | None) -> str:
-        target, size = self.targets[t], self.size
-        where = f"region {target.region}, department {target.department}: "
-        m = len(self.group_targets)
-        if rejected:
-            return (
-                f"{where}target {target.code}: every exchange of inspectors found for it "
-                f"({rejected}) would give a target its previous team again, and giving up one of "
-                f"its own members did not help; the search does not try every exchange, so an "
-                f"assignment meeting every rule is not ruled out "
-                f"({m} target{'s' if m != 1 else ''}, teams of {size}, load cap {load_cap})"
-            )
+    def able(self, reached: Iterable[int], load_cap: int | None) -> int:
+        """How many of the group's inspectors had capacity before the draw and are eligible
+        for at least one of the ``reached`` targets (the refusals' ``k``)."""
         loads = self.inspectors.load
-        able = {
+        return len({
             int(i)
             for u in reached
             for i in self.group
             if (load_cap is None or loads[i] < load_cap)
             and (self.targets[u].code, int(i)) not in self.conflicted
-        }
-        k = len(able)
+        })  # fmt: skip
+
+    def _reason(self, t: int, reached: dict[int, int], load_cap: int | None) -> str:
+        target, size = self.targets[t], self.size
+        where = f"region {target.region}, department {target.department}: "
+        m = len(self.group_targets)
+        k = self.able(reached, load_cap)
         word = "inspector" if k == 1 else "inspectors"
         if len(reached) == 1:
             return (
@@ -494,4 +496,130 @@ class _Repair:
             f"{load_cap}): target {target.code} and the {n} other target{'s' if n != 1 else ''} "
             f"it could exchange inspectors with need {places} places, and the {k} eligible "
             f"{word} with capacity they can draw on fill at most {filled} of them"
+        )
+
+
+class _Exact:
+    """Step 5 of the repair (SPEC.md §7): augmenting paths in a flow where the previous-team
+    rule is a capacity, so the search is complete.
+
+    A team equals its previous team exactly when it holds all ``team_size`` of its members, so
+    "never the previous team" is "at most ``team_size - 1`` of them": each target whose previous
+    team it could form again (every member eligible) gets a second node ⟨u,P⟩ through which
+    alone it takes those members, and the edge ⟨u⟩ → ⟨u,P⟩ carries at most ``team_size - 1``.
+    Every assignment meeting every rule is a flow in this network and conversely, so a
+    breadth-first search that finds no augmenting path proves (max-flow/min-cut) that none
+    exists. Each search is linear in the group's eligible pairs; at most ``team_size`` run.
+    """
+
+    def __init__(self, repair: _Repair) -> None:
+        self.r = repair
+        index = {repair.inspectors.ids[i]: int(i) for i in repair.group}
+        self.prev: dict[int, frozenset[int]] = {}
+        for u in repair.group_targets:
+            ids = frozenset(repair.previous.get(repair.targets[u].code, ()))
+            members = frozenset(index[i] for i in ids if i in index)
+            code = repair.targets[u].code
+            if (
+                len(ids) == repair.size == len(members)
+                and not any((code, i) in repair.conflicted for i in members)
+            ):  # fmt: skip
+                self.prev[u] = members
+
+    def fill(self, t: int, load_cap: int | None) -> set[int]:
+        """Searches until ``t`` is full: the targets whose teams changed, or refuse."""
+        changed = {t}
+        while len(self.r.team_of[t]) < self.r.size:
+            found, reached = self._search(t)
+            if found is None:
+                raise DrawRefused(self._reason(t, reached, load_cap))
+            changed |= found
+        return changed
+
+    def _search(self, t: int) -> tuple[set[int] | None, set[int]]:
+        """One breadth-first search from ⟨t⟩; applies the first augmenting path found."""
+        r, size = self.r, self.r.size
+        served = sorted(
+            (u for u in r.group_targets if u in r.team_of), key=lambda u: r.targets[u].code_bytes
+        )
+        holders: dict[int, list[int]] = {}
+        for u in served:
+            for i in r.team_of[u]:
+                holders.setdefault(i, []).append(u)
+        # A node is (target, side): side 1 is ⟨u,P⟩. via: how it was reached —
+        # None (the root), ("gives", i) or ("from", the other side of the same target).
+        via: dict[tuple[int, int], tuple[str, object] | None] = {(t, 0): None}
+        taken_by: dict[int, tuple[int, int]] = {}
+        queue = deque([(t, 0)])
+        while queue:
+            node = queue.popleft()
+            u, side = node
+            code, team, prev = r.targets[u].code, r.team_of[u], self.prev.get(u, frozenset())
+            for i in r.ranking(u):
+                if i in taken_by or i in team or (code, i) in r.conflicted or (i in prev) != side:
+                    continue
+                taken_by[i] = node
+                if r.capacity[i] > 0:
+                    new = self._path(i, via, taken_by)
+                    r.team_of.update(new)
+                    r.capacity[i] -= 1
+                    return set(new), set()
+                for w in holders.get(i, ()):
+                    other = (w, int(i in self.prev.get(w, ())))
+                    if other not in via:
+                        via[other] = ("gives", i)
+                        queue.append(other)
+            held = len(prev.intersection(team))
+            if prev and (u, 1 - side) not in via and (held < size - 1 if side == 0 else held > 0):
+                via[(u, 1 - side)] = ("from", node)
+                queue.append((u, 1 - side))
+        return None, {u for u, _ in via}
+
+    def _path(
+        self,
+        k: int,
+        via: dict[tuple[int, int], tuple[str, object] | None],
+        taken_by: dict[int, tuple[int, int]],
+    ) -> dict[int, list[int]]:
+        """New teams along the path ending at ``k``: each target puts what it takes in the place
+        of what it gives up (``t`` appends); a target may appear on both of its sides."""
+        new: dict[int, list[int]] = {}
+        i = k
+        while True:
+            node = taken_by[i]
+            how = via[node]
+            if how is not None and how[0] == "from":
+                node = how[1]  # type: ignore[assignment]
+                how = via[node]
+            u = node[0]
+            team = new.setdefault(u, list(self.r.team_of[u]))
+            if how is None:
+                team.append(i)
+                return new
+            gives = how[1]
+            team[team.index(gives)] = i
+            i = gives  # type: ignore[assignment]
+
+    def _reason(self, t: int, reached: set[int], load_cap: int | None) -> str:
+        r, size = self.r, self.r.size
+        target, m, n = r.targets[t], len(r.group_targets), len(reached) - 1
+        k = r.able(reached, load_cap)
+        x = sum(u in self.prev for u in reached)
+        tail = (
+            f"a previous team ({x} of these {n + 1} targets could repeat theirs)"
+            if n
+            else "its previous team"
+        )
+        who = f"target {target.code} needs"
+        if n:
+            who = (
+                f"target {target.code} and the {n} other target{'s' if n != 1 else ''} it could "
+                f"exchange inspectors with need"
+            )
+        return (
+            f"region {target.region}, department {target.department}: no assignment meets every "
+            f"rule ({m} target{'s' if m != 1 else ''}, teams of {size}, load cap {load_cap}): "
+            f"{who} {size * len(reached)} places, and the {k} eligible "
+            f"inspector{'s' if k != 1 else ''} with capacity they can draw on fill at most "
+            f"{sum(len(r.team_of[u]) for u in reached)} of them without repeating {tail}"
         )

@@ -106,8 +106,23 @@ def _half_of_each_tier(load_cap: int) -> dict:
     }
 
 
+def _tight_with_previous_teams(seed: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Twelve enterprises, five inspectors with many conflicts, and a random previous pair for
+    about 60 % of the enterprises: the previous-team vectors' inputs."""
+    pool = pool_frame(12, seed=seed, regions=1, industries=2)
+    staff = inspectors_frame(5, pool, seed=seed, conflict_rate=0.8)
+    rng = np.random.default_rng(seed)
+    ids = staff["inspector_id"].tolist()
+    previous = {
+        code: rng.choice(ids, 2, replace=False).tolist()
+        for code in sorted(pool["credit_code"])
+        if rng.random() < 0.6
+    }
+    return pool, staff, previous
+
+
 def build() -> dict:
-    """All vectors: primitives, then five small draws."""
+    """All vectors: primitives, then six small draws."""
     seed = "2026-11-23 county 330106 public draw"
     primitives = {
         "seed": seed,
@@ -223,19 +238,25 @@ def build() -> dict:
     # Previous teams as well: one short team's only completion is its previous team, so the
     # repair's first search is stopped by that rule and its step 4 has the target give up a
     # member and fill both places again.
-    pool = pool_frame(12, seed=236, regions=1, industries=2)
-    staff = inspectors_frame(5, pool, seed=236, conflict_rate=0.8)
-    rng = np.random.default_rng(236)
-    ids = staff["inspector_id"].tolist()
-    previous = {
-        code: rng.choice(ids, 2, replace=False).tolist()
-        for code in sorted(pool["credit_code"])
-        if rng.random() < 0.6
-    }
+    pool, staff, previous = _tight_with_previous_teams(236)
     vectors.append(
         _vector(
             "repair-avoids-a-previous-team",
             "vector-5",
+            pool,
+            staff,
+            _half_of_each_tier(load_cap=4),
+            previous,
+        )
+    )
+    # Steps 1-4 of the repair refused this draw although an assignment exists: the search
+    # reached the one free inspector by a path giving a target its previous team first. Step 5
+    # (exact) finds the path through a target that swaps one previous member for another.
+    pool, staff, previous = _tight_with_previous_teams(156)
+    vectors.append(
+        _vector(
+            "repair-exact-step",
+            "vector-6",
             pool,
             staff,
             _half_of_each_tier(load_cap=4),

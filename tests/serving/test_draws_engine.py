@@ -304,14 +304,15 @@ def test_targets_sharing_too_few_places_are_refused_as_impossible_with_counts() 
         teams_for(staff, 3, cap=2)
 
 
-def test_a_repair_stopped_by_the_previous_team_rule_says_so() -> None:
+def test_a_target_whose_only_team_is_its_previous_one_is_refused_as_impossible() -> None:
+    """a and b are the only inspectors target 1 may have, and were its previous team."""
     staff = {"a": ([], 0), "b": ([], 0), "c": ([1], 0)}
     with pytest.raises(
         DrawRefused,
-        match=rf"^region 330101, department market: target {code(1)}: every exchange of "
-        r"inspectors found for it \(1\) would give a target its previous team again, and "
-        r"giving up one of its own members did not help; .* not "
-        r"ruled out \(1 target, teams of 2, load cap None\)$",
+        match=rf"^region 330101, department market: no assignment meets every rule \(1 target, "
+        rf"teams of 2, load cap None\): target {code(1)} needs 2 places, and the 2 eligible "
+        r"inspectors with capacity they can draw on fill at most 1 of them without repeating "
+        r"its previous team$",
     ):
         teams_for(staff, 1, cap=None, previous={code(1): ("b", "a")})
 

@@ -5,11 +5,14 @@ conflict, never the previous team, load caps respected. Probabilities: every eli
 enterprise has π ≥ floor, excluded ones π = 0. Quotas: each cell gets exactly its count, the
 quota policy's risk arm holds exactly the quota with at least the high-risk share.
 A refusal is allowed only when it is true (checked for the inspector-count refusal; for teams
-alone, refused if and only if max-flow finds no assignment, when there are no previous teams).
+alone, refused if and only if no assignment exists: max-flow without previous teams, an
+exhaustive search with them).
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 import re
 from collections import Counter
@@ -26,7 +29,7 @@ from scipy.sparse.csgraph import maximum_flow
 from serving.draws import DrawRefused, draw
 from serving.draws.policy import TeamRules
 from serving.draws.synthetic import example_inputs, inspectors_frame, pool_frame
-from serving.draws.teams import InspectorTable, Target, _Repair, assign_teams
+from serving.draws.teams import InspectorTable, Target, _Exact, _Repair, assign_teams
 
 TIERS = ["A", "B", "C", "D"]
 SEED = "property-seed"
@@ -251,27 +254,75 @@ def test_teams_are_refused_exactly_when_no_assignment_exists(case: dict) -> None
     check_teams(teams, targets, staff, rules, {})
 
 
-@settings(max_examples=300, deadline=None)
+def exists_assignment(targets, staff: InspectorTable, rules: TeamRules, previous) -> bool:
+    """Exhaustive search: does any assignment meet every rule of SPEC §7, previous teams
+    included? Every team every target could have, target by target (fewest options first),
+    memoised on the capacities left — no flow, no reasoning about which rule binds."""
+    size = rules.team_size
+    options = []
+    for target in targets:
+        eligible = [
+            k
+            for k in range(len(staff))
+            if (staff.region[k], staff.department[k]) == (target.region, target.department)
+            and target.code not in staff.conflicts[k]
+        ]
+        prev = frozenset(previous.get(target.code, ()))
+        options.append([
+            team
+            for team in itertools.combinations(eligible, size)
+            if frozenset(staff.ids[k] for k in team) != prev
+        ])  # fmt: skip
+    options.sort(key=len)
+    cap = rules.load_cap
+    start = tuple(len(targets) if cap is None else max(0, cap - int(load)) for load in staff.load)
+
+    @functools.cache
+    def fits(d: int, left: tuple[int, ...]) -> bool:
+        if d == len(options):
+            return True
+        for team in options[d]:
+            if all(left[k] > 0 for k in team):
+                rest = list(left)
+                for k in team:
+                    rest[k] -= 1
+                if fits(d + 1, tuple(rest)):
+                    return True
+        return False
+
+    return fits(0, start)
+
+
+@settings(max_examples=400, deadline=None)
 @given(rosters(), st.data())
-def test_teams_with_previous_teams_meet_every_rule_or_refuse_truthfully(case: dict, data) -> None:
-    """With previous teams: every assignment meets every rule, previous team included; a refusal
-    that calls the draw impossible is true by max-flow (which ignores the previous-team rule, so
-    it is a stronger claim); the other refusal names the previous-team rule."""
+def test_teams_with_previous_teams_are_refused_exactly_when_no_assignment_exists(
+    case: dict, data
+) -> None:
+    """With previous teams (none, random region mates, or a random set of eligible inspectors,
+    which binds most often): refused if and only if an exhaustive search finds no assignment;
+    a refusal says the draw is impossible; every assignment meets every rule."""
     targets, staff, rules = case["targets"], case["staff"], case["rules"]
     previous = {}
     for target in targets:
-        mates = [i for k, i in enumerate(staff.ids) if staff.region[k] == target.region]
-        if len(mates) >= rules.team_size and data.draw(st.booleans()):
-            previous[target.code] = tuple(data.draw(st.permutations(mates))[: rules.team_size])
-    try:
-        teams = assign_teams(targets, staff, rules, case["skey"], previous)
-    except DrawRefused as exc:
-        feasible = most_places(targets, staff, rules) == rules.team_size * len(targets)
-        if "previous team again" in str(exc):
-            event("refused: previous-team rule" + (" (max-flow feasible)" if feasible else ""))
-        else:
-            event("refused: impossible")
+        mates = [k for k in range(len(staff)) if staff.region[k] == target.region]
+        eligible = [k for k in mates if target.code not in staff.conflicts[k]]
+        kind = data.draw(st.sampled_from(["none", "mates", "eligible"]))
+        pick = {"none": [], "mates": mates, "eligible": eligible}[kind]
+        if len(pick) >= rules.team_size:
+            chosen = data.draw(st.permutations(pick))[: rules.team_size]
+            previous[target.code] = tuple(staff.ids[k] for k in chosen)
+    feasible = exists_assignment(targets, staff, rules, previous)
+    with mock.patch.object(_Exact, "fill", autospec=True, side_effect=_Exact.fill) as exact:
+        try:
+            teams = assign_teams(targets, staff, rules, case["skey"], previous)
+        except DrawRefused as exc:
+            event("refused" + (" by step 5" if exact.called else ""))
             assert not feasible, str(exc)
-        return
-    event("drawn")
+            assert "not ruled out" not in str(exc)
+            m = re.search(r"need (\d+) places, .* fill at most (\d+) of them", str(exc))
+            if m:
+                assert int(m.group(2)) < int(m.group(1))
+            return
+    event("drawn" + (" by step 5 (steps 1-4 refused)" if exact.called else ""))
+    assert feasible
     check_teams(teams, targets, staff, rules, previous)

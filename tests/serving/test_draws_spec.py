@@ -139,7 +139,7 @@ def counts_for(policy: dict, sizes: dict) -> dict:
 
 
 # --- SPEC §4–§7: the whole draw ----------------------------------------------------------------
-def spec_draw(v: dict, repair: bool = True, step4: bool = True) -> dict:
+def spec_draw(v: dict, repair: bool = True, step4: bool = True, step5: bool = True) -> dict:
     policy, params, seed = v["policy"], v["parameters"], v["seed"]
     sk = spec_seed_key(seed)
     flt = policy.get("filters") or {}
@@ -280,9 +280,67 @@ def spec_draw(v: dict, repair: bool = True, step4: bool = True) -> dict:
                         queue.append(w)
         return False, rejected
 
+    def possible_previous(u: str) -> set:
+        """§7 step 5: ``u``'s previous team if it has team_size members, all eligible for ``u``."""
+        staff_of = {s["inspector_id"]: s for s in group(by_code[u])}
+        prev = previous(u)
+        ok = len(prev) == size and all(i in staff_of and free(staff_of[i], u) for i in prev)
+        return prev if ok else set()
+
+    def exact_search(t: str) -> bool:
+        """§7 step 5, one breadth-first search over the nodes (u, False) = ⟨u⟩ and
+        (u, True) = ⟨u,P⟩; True when a path was applied."""
+        mine = (by_code[t]["region"], dept(by_code[t]))
+        holders: dict[str, list[str]] = {}
+        for c in sorted(teams):
+            if (by_code[c]["region"], dept(by_code[c])) == mine:
+                for i in teams[c]:
+                    holders.setdefault(i, []).append(c)
+        p = {
+            c: possible_previous(c)
+            for c in teams
+            if (by_code[c]["region"], dept(by_code[c])) == mine
+        }
+        how: dict = {(t, False): None}  # node -> ("through", inspector) | ("from", node) | None
+        taken: dict = {}  # inspector -> the node that took it
+        queue = [(t, False)]
+        while queue:
+            node = queue.pop(0)
+            u, side = node
+            for s in ranking(u):
+                i = s["inspector_id"]
+                if i in taken or i in teams[u] or not free(s, u) or (i in p[u]) != side:
+                    continue
+                taken[i] = node
+                if left[i] > 0:
+                    x = i
+                    while True:
+                        n = taken[x]
+                        if how[n] is not None and how[n][0] == "from":
+                            n = how[n][1]
+                        if how[n] is None:
+                            teams[t].append(x)
+                            break
+                        team = teams[n[0]]
+                        team[team.index(how[n][1])] = x
+                        x = how[n][1]
+                    left[i] -= 1
+                    return True
+                for w in holders.get(i, []):
+                    other = (w, i in p[w])
+                    if other not in how:
+                        how[other] = ("through", i)
+                        queue.append(other)
+            held = len(p[u] & set(teams[u]))
+            if p[u] and (u, not side) not in how and (held > 0 if side else held < size - 1):
+                how[(u, not side)] = ("from", node)
+                queue.append((u, not side))
+        return False
+
     def repair_team(t: str) -> bool:
         """§7 Repair: searches until ``t``'s team is full; (4) when the previous-team rule
-        stopped a search, retry without each of ``t``'s members in turn. False: refuse."""
+        stopped a search, retry without each of ``t``'s members in turn; (5) then the exact
+        search. False: refuse."""
         while len(teams[t]) < size:
             applied, rejected = repair_search(t)
             if applied:
@@ -299,7 +357,9 @@ def spec_draw(v: dict, repair: bool = True, step4: bool = True) -> dict:
                     return True
                 teams.update(saved_teams)
                 left.update(saved_left)
-            return False
+            while step5 and len(teams[t]) < size and exact_search(t):
+                pass
+            return len(teams[t]) == size
         return True
 
     for r in todo:
@@ -391,6 +451,17 @@ def test_the_previous_team_vector_needs_step_4_of_the_repair() -> None:
     with pytest.raises(AssertionError, match="would refuse"):
         spec_draw(vector, step4=False)
     assert spec_draw(vector)["teams"] == vector["expected"]["teams"]
+
+
+def test_the_exact_step_vector_needs_step_5_of_the_repair() -> None:
+    """Steps 1-4 refuse it (the engine refused it before step 5 existed); step 5 completes it."""
+    (vector,) = [v for v in VECTORS["draws"] if v["name"] == "repair-exact-step"]
+    with pytest.raises(AssertionError, match="would refuse"):
+        spec_draw(vector, step5=False)
+    assert spec_draw(vector)["teams"] == vector["expected"]["teams"]
+    for other in VECTORS["draws"]:  # step 5 changes no draw that steps 1-4 complete
+        if other is not vector:
+            assert spec_draw(other, step5=False)["teams"] == other["expected"]["teams"]
 
 
 def vector_of(inputs, seed: str) -> dict:
