@@ -208,29 +208,41 @@ def _strings(matrix: np.ndarray) -> pa.LargeStringArray:
 
 def _well_formed_rows(units: np.ndarray) -> np.ndarray:
     """Rows of an 18-byte matrix that are ``92``, six digits, ten alphabet characters."""
-    digits = (units[:, 2:8] >= ord("0")) & (units[:, 2:8] <= ord("9"))
-    return (
-        (units[:, 0] == ord("9"))
-        & (units[:, 1] == ord("2"))
-        & digits.all(axis=1)
-        & (_ALPHABET_VALUE[units[:, 8:]] >= 0).all(axis=1)
-    )
+    return _well_formed(np.ascontiguousarray(units), _ALPHABET_VALUE)
+
+
+@numba.njit(cache=True, parallel=True)
+def _well_formed(units, value):  # pragma: no cover - compiled
+    ok = np.empty(len(units), dtype=np.bool_)
+    for r in numba.prange(len(units)):
+        good = units[r, 0] == 57 and units[r, 1] == 50  # "9", "2"
+        for j in range(2, 8):
+            good = good and 48 <= units[r, j] <= 57
+        for j in range(8, 18):
+            good = good and value[units[r, j]] >= 0
+        ok[r] = good
+    return ok
 
 
 def _fast_refs(key: bytes, draw_id: str, units: np.ndarray) -> np.ndarray | None:
     """References of the rows of ``units`` (individual businesses, repeats allowed) as a byte
     matrix, or None when two distinct codes share one (then :func:`_assign_arrays` applies the
-    exact rule)."""
+    exact rule).
+
+    Two codes share a reference when they agree on region and digits ``v``. Rows are sorted
+    by ``v`` alone, and only the few with an equal neighbour (the same code named twice, or
+    one chance in 31⁹ per pair) are compared in Python.
+    """
     v = siphash24_rows(draw_key(key, draw_id), units) % np.uint64(_MODULUS)
-    region, regions = pd.factorize(units[:, 2:8].copy().view("S6").ravel())
-    if len(regions) * _MODULUS >= 2**64:
-        return None
-    cell = region.astype(np.uint64) * np.uint64(_MODULUS) + v  # equal iff equal references
-    clash = pd.Series(cell).duplicated(keep=False).to_numpy()
-    if clash.any():
-        seen: dict[int, bytes] = {}
-        for c, u in zip(cell[clash].tolist(), units[clash], strict=True):
-            if seen.setdefault(c, u.tobytes()) != u.tobytes():
+    order = np.argsort(v)
+    ranked = v[order]
+    tied = np.flatnonzero(ranked[1:] == ranked[:-1])
+    if len(tied):
+        rows = order[np.union1d(tied, tied + 1)]
+        codes_at: dict[tuple[int, bytes], bytes] = {}
+        for digits, unit in zip(v[rows].tolist(), units[rows], strict=True):
+            code = unit.tobytes()
+            if codes_at.setdefault((digits, code[2:8]), code) != code:
                 return None  # two different codes, one reference
     return _ref_matrix(units, v)
 

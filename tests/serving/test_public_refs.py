@@ -15,6 +15,8 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from features.credit_code import ALPHABET, AUTHORITIES, check_character, is_valid
 from serving import public_refs
@@ -429,3 +431,12 @@ def test_a_collision_on_the_province_path_falls_back_to_the_exact_rule(monkeypat
     assert refs[a] == derive(KEY, "clash", a, 0)
     assert refs[b] == derive(KEY, "clash", b, 1) != refs[a]
     assert len(set(out.pool["credit_code"])) == len(pool)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.text(alphabet="92013X" + ALPHABET[10:14] + "IOa", min_size=18, max_size=18)))
+def test_the_compiled_shape_check_is_the_pattern_of_an_individual_business_code(texts) -> None:
+    texts = ["92371000MA3MXH0E3W", *texts]
+    units = np.frombuffer("".join(texts).encode(), dtype=np.uint8).reshape(-1, 18)
+    expected = [bool(public_refs._WELL_FORMED_92.match(t)) for t in texts]
+    assert public_refs._well_formed_rows(units).tolist() == expected
