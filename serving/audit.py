@@ -234,11 +234,19 @@ def _plain(obj: Any) -> Any:
     raise TypeError(f"cannot write {type(obj).__name__} to the audit log as JSON")
 
 
+#: ``json.dumps(…, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+#: allow_nan=False)``, built once: ``dumps`` builds a new encoder on every call, which cost as
+#: much as encoding a small request. Encoders keep no state between calls.
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+#: How that encoder spells a ``str`` (a C function; it also escapes ``payload`` in the chain).
+_QUOTE = json.encoder.encode_basestring
+
+
 def canonical_json(obj: Any) -> str:
     """Sorted keys, no whitespace, UTF-8 text: one spelling per value, so hashes are stable."""
-    return json.dumps(
-        _plain(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    return _CANONICAL.encode(_plain(obj))
 
 
 def input_hash(obj: Any) -> str:
@@ -249,18 +257,32 @@ def input_hash(obj: Any) -> str:
 _HASHED = tuple(sorted(c.name for c in audit_log.columns if c.name != "hash"))
 
 
+#: ``"name":`` of each hashed column, in the (sorted) order the canonical form writes them.
+_HASHED_KEYS = tuple((name, f'"{name}":') for name in _HASHED)
+
+
 def _row_hash(row: Mapping[str, Any]) -> str:
     """The chain hash: every column but ``hash`` itself; ``payload`` as its stored JSON text.
 
     ``canonical_json`` of the columns, spelled directly: every column is text, an integer
-    (``seq``) or null, for which the canonical form is plain ``json.dumps`` with sorted keys
-    (``tests/serving/test_audit.py`` checks the two agree)."""
-    fields = {name: row[name] for name in _HASHED}
-    for v in fields.values():
-        if v is not None and type(v) is not str and type(v) is not int:
+    (``seq``) or null, whose canonical spellings are the encoder's string quoting, ``repr``
+    and ``null``, so the object is joined here rather than walked by the encoder (half the
+    time; ``tests/serving/test_audit.py`` checks the two agree). Other types take
+    ``canonical_json`` itself."""
+    parts = []
+    for name, key in _HASHED_KEYS:
+        v = row[name]
+        kind = type(v)
+        if kind is str:
+            parts.append(key + _QUOTE(v))
+        elif v is None:
+            parts.append(key + "null")
+        elif kind is int:
+            parts.append(key + int.__repr__(v))
+        else:
+            fields = {name: row[name] for name in _HASHED}
             return hashlib.sha256(canonical_json(fields).encode("utf-8")).hexdigest()
-    text_ = json.dumps(fields, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return hashlib.sha256(text_.encode("utf-8")).hexdigest()
+    return hashlib.sha256(("{" + ",".join(parts) + "}").encode("utf-8")).hexdigest()
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -436,26 +458,6 @@ def _append_lock_path(engine: Engine) -> Path | None:
     return path
 
 
-@contextlib.contextmanager
-def _flock(path: Path | None) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (a no-op for None or without ``fcntl``).
-
-    Why: the service's worker processes each run a group-commit writer on one SQLite file. On
-    ``BEGIN IMMEDIATE`` against a held write lock, SQLite's busy handler *sleeps* and retries
-    (1, 2, 5 … up to 100 ms at a time), so a writer that just missed the lock could wait far
-    longer than the other's commit took — the 99th-percentile latency of tier requests. A
-    ``flock`` waiter instead wakes the moment the holder lets go."""
-    if path is None or fcntl is None:
-        yield
-        return
-    with open(path, "rb") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
 _COLUMNS = tuple(c.name for c in audit_log.columns)
 _SQLITE_INSERT = (
     f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
@@ -506,6 +508,8 @@ class AuditLog:
         # Threads of one process queue here rather than on the database lock (cheaper, fair).
         self._lock = threading.Lock()
         self._file_lock = _append_lock_path(self.engine)
+        # process id → (SQLite connection, open lock file) that appends use; see _held
+        self._per_process: dict[int, tuple[Any, Any]] = {}
 
     def checkpoint(self) -> None:
         """Copy committed WAL pages into the database file and fsync it (SQLite, ``PASSIVE``:
@@ -547,7 +551,7 @@ class AuditLog:
         rows = [self._values(**item) for item in items]
         if not rows:
             return []
-        with self._lock, _flock(self._file_lock):
+        with self._lock, self._append_lock():
             for attempt in range(APPEND_RETRIES):
                 try:
                     return self._append_once(rows)
@@ -618,32 +622,67 @@ class AuditLog:
             for row in rows
         ]
 
+    def _held(self) -> tuple[Any, Any]:
+        """This process's connection for appends (SQLite) and its open append-lock file.
+
+        Why kept open: checking a connection out of the pool (and its reset on return) and
+        opening the lock file cost more than a small group's own insert. Appends are
+        serialised by ``self._lock``, so one of each per process is enough; per process id,
+        so a forked child never shares its parent's connection or lock (a ``flock`` is held
+        per open file, which a child would inherit)."""
+        pid = os.getpid()
+        held = self._per_process.get(pid)
+        if held is None:
+            conn = self.engine.raw_connection() if self._sqlite else None
+            lock = open(self._file_lock, "rb") if self._file_lock and fcntl else None  # noqa: SIM115
+            held = self._per_process[pid] = (conn, lock)
+        return held
+
+    @contextlib.contextmanager
+    def _append_lock(self) -> Iterator[None]:
+        """Hold an exclusive ``flock`` on this process's open append-lock file (a no-op where
+        there is none: not SQLite, an in-memory database, or no ``fcntl``).
+
+        Why: the service's worker processes each run a group-commit writer on one SQLite file.
+        On ``BEGIN IMMEDIATE`` against a held write lock, SQLite's busy handler *sleeps* and
+        retries (1, 2, 5 … up to 100 ms at a time), so a writer that just missed the lock
+        could wait far longer than the other's commit took — the 99th-percentile latency of
+        tier requests. A ``flock`` waiter instead wakes the moment the holder lets go."""
+        lock = self._held()[1]
+        if lock is None:
+            yield
+            return
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
     def _append_sqlite(self, values: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The same transaction on the driver's connection directly (``BEGIN IMMEDIATE``, head,
         ``executemany``, ``COMMIT``): SQLAlchemy's per-statement work was most of a small
-        group commit's cost. The connection comes from the engine's pool (WAL, busy timeout,
-        ``synchronous``, see :func:`make_engine`) and is in autocommit mode between
-        transactions."""
-        with self.engine.connect() as conn:
-            raw = conn.connection.driver_connection
-            cur = raw.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                last = cur.execute(
-                    "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
-                ).fetchone()
-                seq, prev = last if last else (0, GENESIS)
-                rows = self._chain(values, seq, prev)
-                cur.executemany(_SQLITE_INSERT, [tuple(r[c] for c in _COLUMNS) for r in rows])
-                cur.execute("COMMIT")
-            except BaseException as exc:
-                if raw.in_transaction:
-                    cur.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.IntegrityError):
-                    raise IntegrityError(_SQLITE_INSERT, None, exc) from exc
-                raise
-            finally:
-                cur.close()
+        group commit's cost. The connection is this process's own (:meth:`_held`, set up by
+        the engine: WAL, busy timeout, ``synchronous``, see :func:`make_engine`) and is in
+        autocommit mode between transactions."""
+        raw = self._held()[0].driver_connection
+        cur = raw.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            last = cur.execute(
+                "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            seq, prev = last if last else (0, GENESIS)
+            rows = self._chain(values, seq, prev)
+            cur.executemany(_SQLITE_INSERT, [tuple(r[c] for c in _COLUMNS) for r in rows])
+            cur.execute("COMMIT")
+        except BaseException as exc:
+            if raw.in_transaction:
+                cur.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise IntegrityError(_SQLITE_INSERT, None, exc) from exc
+            raise
+        finally:
+            cur.close()
         return rows
 
     def head(self) -> Entry | None:
