@@ -10,14 +10,17 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections import Counter
 from datetime import date
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from serving.draws import draw
-from serving.draws.synthetic import example_inputs
+from serving.draws.synthetic import example_inputs, pool_frame
 from serving.draws.vectors import PATH, expected, inputs_from_vector
 
 VECTORS = json.loads(Path(PATH).read_text(encoding="utf-8"))
@@ -503,3 +506,66 @@ def test_plain_python_reading_matches_the_engine_on_fresh_draws(seed: str) -> No
     """Beyond the vectors: a 200-enterprise pool with conflicts, caps and exclusions."""
     inputs = example_inputs(seed=seed, previous_teams={})
     assert_spec_reproduces(vector_of(inputs, seed), inputs, draw(inputs, seed))
+
+
+def tight_draw_inputs(x: int, seed: str):
+    """A draw whose every enterprise is a target, on a roster built tight around a hidden
+    assignment (every inspector's capacity is what it uses there, or one less), with previous
+    teams that are mostly those hidden teams: where the repair's steps 1-4 give up most often."""
+    rng = np.random.default_rng(x)
+    size = int(rng.integers(2, 4))
+    pool = pool_frame(
+        int(rng.integers(3, 9)), seed=x, regions=int(rng.integers(1, 3)), industries=1
+    )
+    pool = pool.assign(last_inspected_on=pd.NaT, draws_this_year=0)
+    codes, regions = pool["credit_code"].tolist(), pool["region"].tolist()
+    n_staff = int(rng.integers(size, 3 + 3 * size))
+    staff_region = [regions[int(rng.integers(len(regions)))] for _ in range(n_staff)]
+    hidden = {}
+    for c, r in zip(codes, regions, strict=True):
+        mates = [k for k in range(n_staff) if staff_region[k] == r]
+        if len(mates) >= size:
+            hidden[c] = [int(k) for k in rng.permutation(mates)[:size]]
+    used = Counter(k for team in hidden.values() for k in team)
+    cap = max(2, max(used.values(), default=0))
+    pairs = {(c, k) for c, team in hidden.items() for k in team}
+    conflicts = [
+        [c for c, r in zip(codes, regions, strict=True)
+         if r == staff_region[k] and (c, k) not in pairs and rng.random() < 0.2]
+        for k in range(n_staff)
+    ]  # fmt: skip
+    staff = pd.DataFrame(
+        {
+            "inspector_id": [f"I{k:02d}" for k in range(n_staff)],
+            "department": "market",
+            "region": staff_region,
+            "conflicts": conflicts,
+            "load": [max(0, cap - used[k] - int(rng.integers(0, 2))) for k in range(n_staff)],
+        }
+    )
+    previous = {}
+    for c, r in zip(codes, regions, strict=True):
+        mates = [f"I{k:02d}" for k in range(n_staff) if staff_region[k] == r]
+        if c in hidden and rng.random() < 0.7:
+            previous[c] = [f"I{k:02d}" for k in hidden[c]]
+        elif len(mates) >= size and rng.random() < 0.5:
+            previous[c] = rng.permutation(mates)[:size].tolist()
+    policy = {
+        "allocation": {"kind": "ratios", "tiers": ["A", "B", "C", "D"],
+                       "ratios": {"A": 1.0, "B": 1.0, "C": 1.0, "D": 1.0}},
+        "floor": 0.2,
+        "control_fraction": 0.0,
+        "teams": {"team_size": size, "load_cap": cap},
+    }  # fmt: skip
+    return example_inputs(seed, pool=pool, inspectors=staff, policy=policy, previous_teams=previous)
+
+
+@pytest.mark.parametrize("x", [27, 117, 152, 1795, 3861, 5623])
+def test_plain_python_reading_matches_the_engine_where_step_5_completes_the_teams(x: int) -> None:
+    """Draws (found by searching x) that steps 1-4 of the repair refuse and step 5 completes;
+    in 1795, 3861 and 5623 a path goes from one node of a target to its other (§7 step 5 b)."""
+    inputs = tight_draw_inputs(x, "tight")
+    vector = vector_of(inputs, "tight")
+    with pytest.raises(AssertionError, match="would refuse"):
+        spec_draw(vector, step5=False)
+    assert_spec_reproduces(vector, inputs, draw(inputs, "tight"))
