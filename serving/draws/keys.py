@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 
+import numba
 import numpy as np
 
 MASK64 = (1 << 64) - 1
@@ -98,7 +99,46 @@ def mix64_array(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 
 
 def unit_keys(salt_keys: np.ndarray | int, unit_hashes: np.ndarray) -> np.ndarray:
-    """Keys of many units: mix64(salt key XOR FNV-1a-64(unit)), salt keys broadcast."""
+    """Keys of many units: mix64(salt key XOR FNV-1a-64(unit)), salt keys broadcast.
+
+    Compiled over both cores for the shapes a draw uses (a vector of units; targets ×
+    inspectors), one pass without temporaries; other shapes take :func:`mix64_array`.
+    """
+    salts = np.asarray(salt_keys, dtype=_U)
+    hashes = np.asarray(unit_hashes, dtype=_U)
+    shape = np.broadcast_shapes(salts.shape, hashes.shape)
+    salts, hashes = np.broadcast_to(salts, shape), np.broadcast_to(hashes, shape)  # read-only views
+    if salts.ndim in (1, 2) and salts.size >= COMPILED_FROM:
+        out = np.empty(salts.shape, dtype=_U)
+        if salts.ndim == 1:
+            _unit_keys_1d(salts, hashes, out)
+        else:
+            _unit_keys_2d(salts, hashes, out)
+        return out
     with np.errstate(over="ignore"):
-        z = np.bitwise_xor(np.asarray(salt_keys, dtype=_U), unit_hashes)
+        z = np.bitwise_xor(salts, hashes)
         return mix64_array(z, out=z)
+
+
+COMPILED_FROM = 4096  # below this, numpy is as fast and needs no thread start
+
+
+@numba.njit(cache=True, inline="always")
+def _mix(x):  # pragma: no cover - compiled
+    z = x + _U(GOLDEN)
+    z = (z ^ (z >> _U(30))) * _U(MIX1)
+    z = (z ^ (z >> _U(27))) * _U(MIX2)
+    return z ^ (z >> _U(31))
+
+
+@numba.njit(cache=True, parallel=True)
+def _unit_keys_1d(salts, hashes, out):  # pragma: no cover - compiled
+    for i in numba.prange(len(out)):
+        out[i] = _mix(salts[i] ^ hashes[i])
+
+
+@numba.njit(cache=True, parallel=True)
+def _unit_keys_2d(salts, hashes, out):  # pragma: no cover - compiled
+    for i in numba.prange(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[i, j] = _mix(salts[i, j] ^ hashes[i, j])
