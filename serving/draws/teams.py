@@ -30,7 +30,14 @@ import pandas as pd
 from pydantic_core import core_schema
 
 from serving.draws.allocate import DrawRefused
-from serving.draws.keys import fnv1a64, fnv1a64_rows, fnv1a64_strings, mix64_array, unit_keys
+from serving.draws.keys import (
+    fnv1a64,
+    fnv1a64_rows,
+    fnv1a64_strings,
+    mix64_array,
+    smallest_keys,
+    unit_keys,
+)
 from serving.draws.policy import TeamRules
 
 COLUMNS = ("inspector_id", "department", "region", "conflicts", "load")
@@ -270,32 +277,15 @@ def _ranked_prefixes(
 ) -> dict[int, list[int]]:
     """Per target, its first few inspectors by (key, id): enough unless loads or conflicts bite.
 
-    Vectorised per group (targets × inspectors key matrix, in row blocks); a prefix whose last
-    key ties with a key outside it is widened to the full ranking, so ties stay exact.
+    Compiled per group (:func:`serving.draws.keys.smallest_keys`); the prefix is exactly the
+    head of the full ranking by (key, id) — the group is id-sorted — ties included.
     """
     out: dict[int, list[int]] = {}
     for key, idx in groups.items():
         group = members[key]
-        g = len(group)
-        width = min(g, size + 6)
-        hashes = insp_hash[group]
-        block = max(1, (1 << 20) // max(g, 1))
-        for lo in range(0, len(idx), block):
-            rows = np.asarray(idx[lo : lo + block])
-            keys = unit_keys(salt_keys[rows][:, None], hashes[None, :])
-            if width < g:
-                part = np.argpartition(keys, width - 1, axis=1)[:, :width]
-                top = np.take_along_axis(keys, part, axis=1)
-                threshold = top.max(axis=1)
-                ties = (keys <= threshold[:, None]).sum(axis=1) > width
-            else:
-                part = np.broadcast_to(np.arange(g), keys.shape)
-                top = keys
-                ties = np.zeros(len(rows), dtype=bool)
-            by_key = np.lexsort((part, top), axis=-1)  # key, then id (group is id-sorted)
-            ranked = group[np.take_along_axis(part, by_key, axis=1)].tolist()
-            for r, t in enumerate(rows.tolist()):
-                out[t] = _rank(salt_keys[t], hashes, group) if ties[r] else ranked[r]
+        width = min(len(group), size + 6)
+        picks = smallest_keys(salt_keys[np.asarray(idx, dtype=np.int64)], insp_hash[group], width)
+        out.update(zip(idx, group[picks].tolist(), strict=True))
     return out
 
 
