@@ -489,6 +489,9 @@ class _Repair:
         )
 
 
+_ROOT, _OTHER_SIDE = -1, -2  # how _Exact reached a node, besides through an inspector
+
+
 class _Exact:
     """Step 5 of the repair (SPEC.md §7): augmenting paths in a flow where the previous-team
     rule is a capacity, so the search is complete.
@@ -536,9 +539,9 @@ class _Exact:
         for u in served:
             for i in r.team_of[u]:
                 holders.setdefault(i, []).append(u)
-        # A node is (target, side): side 1 is ⟨u,P⟩. via: how it was reached —
-        # None (the root), ("gives", i) or ("from", the other side of the same target).
-        via: dict[tuple[int, int], tuple[str, object] | None] = {(t, 0): None}
+        # A node is (target, side), side 1 being ⟨u,P⟩; via[node] is how it was reached: the
+        # inspector its target would give up, _ROOT (⟨t⟩) or _OTHER_SIDE (from its other node).
+        via: dict[tuple[int, int], int] = {(t, 0): _ROOT}
         taken_by: dict[int, tuple[int, int]] = {}
         queue = deque([(t, 0)])
         while queue:
@@ -555,40 +558,34 @@ class _Exact:
                     r.capacity[i] -= 1
                     return set(new), set()
                 for w in holders.get(i, ()):
-                    other = (w, int(i in self.prev.get(w, ())))
-                    if other not in via:
-                        via[other] = ("gives", i)
-                        queue.append(other)
+                    gives = (w, int(i in self.prev.get(w, ())))
+                    if gives not in via:
+                        via[gives] = i
+                        queue.append(gives)
             held = len(prev.intersection(team))
             if prev and (u, 1 - side) not in via and (held < size - 1 if side == 0 else held > 0):
-                via[(u, 1 - side)] = ("from", node)
+                via[(u, 1 - side)] = _OTHER_SIDE
                 queue.append((u, 1 - side))
         return None, {u for u, _ in via}
 
     def _path(
-        self,
-        k: int,
-        via: dict[tuple[int, int], tuple[str, object] | None],
-        taken_by: dict[int, tuple[int, int]],
+        self, k: int, via: dict[tuple[int, int], int], taken_by: dict[int, tuple[int, int]]
     ) -> dict[int, list[int]]:
         """New teams along the path ending at ``k``: each target puts what it takes in the place
-        of what it gives up (``t`` appends); a target may appear on both of its sides."""
+        of what it gives up (``t`` appends); a target may be on it by both of its nodes."""
         new: dict[int, list[int]] = {}
         i = k
         while True:
-            node = taken_by[i]
-            how = via[node]
-            if how is not None and how[0] == "from":
-                node = how[1]  # type: ignore[assignment]
-                how = via[node]
-            u = node[0]
+            u, side = taken_by[i]
+            gives = via[(u, side)]
+            if gives == _OTHER_SIDE:
+                gives = via[(u, 1 - side)]
             team = new.setdefault(u, list(self.r.team_of[u]))
-            if how is None:
+            if gives == _ROOT:
                 team.append(i)
                 return new
-            gives = how[1]
             team[team.index(gives)] = i
-            i = gives  # type: ignore[assignment]
+            i = gives
 
     def _reason(self, t: int, reached: set[int], load_cap: int | None) -> str:
         r, size = self.r, self.r.size
