@@ -354,6 +354,13 @@ def _labels(series: pd.Series, name: str, allow_null: bool = False) -> Labels:
 
 def _days(series: pd.Series) -> np.ndarray:
     name = "last_inspected_on"
+    if isinstance(series.dtype, pd.ArrowDtype):
+        if pa.types.is_date32(series.dtype.pyarrow_dtype):  # a published pool.csv read by Arrow
+            days = pa.array(series)
+            if isinstance(days, pa.ChunkedArray):
+                days = days.combine_chunks()
+            return days.cast(pa.int32()).cast(pa.int64()).fill_null(NO_DATE).to_numpy().copy()
+        series = series.astype(object)  # other Arrow types: read as any other column
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
         values = series
     else:
@@ -371,6 +378,15 @@ def _days(series: pd.Series) -> np.ndarray:
 
 def _counts(series: pd.Series) -> np.ndarray:
     name = "draws_this_year"
+    if isinstance(series.dtype, pd.ArrowDtype) and pa.types.is_integer(series.dtype.pyarrow_dtype):
+        values = pa.array(series)  # a published pool.csv read by Arrow
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        values = values.cast(pa.int64())
+        i = pc.index(pc.less(values, 0), True).as_py()  # nulls are unknown counts, not errors
+        if i >= 0:
+            raise ValueError(f"{name}: {values[i]} at row {series.index[i]!r} is not a count ≥ 0")
+        return values.fill_null(-1).to_numpy().copy()
     if pd.api.types.is_integer_dtype(series.dtype) and not pd.api.types.is_extension_array_dtype(
         series.dtype
     ):

@@ -135,7 +135,8 @@ class PublishedRecord:
 
 
 def _read_pool(path: Path) -> pd.DataFrame:
-    """The canonical pool CSV back into a frame (Arrow's multi-threaded reader: 2.5 M rows)."""
+    """The canonical pool CSV back into a frame (Arrow's multi-threaded reader: 2.5 M rows),
+    its columns left in Arrow memory: the pool validation reads them from there as is."""
     text = {c: pa.string() for c in ("credit_code", "tier", "region", "industry", "department")}
     options = pacsv.ConvertOptions(
         column_types={**text, "last_inspected_on": pa.date32(), "draws_this_year": pa.int64()},
@@ -143,7 +144,7 @@ def _read_pool(path: Path) -> pd.DataFrame:
         strings_can_be_null=False,
     )
     table = pacsv.read_csv(path, convert_options=options)
-    return table.to_pandas(date_as_object=False)
+    return table.to_pandas(types_mapper=pd.ArrowDtype)
 
 
 @dataclass(frozen=True)

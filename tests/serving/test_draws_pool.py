@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 
 from features.credit_code import ALPHABET, check_character, set_check_characters
 from serving.draws.keys import fnv1a64, fnv1a64_rows
-from serving.draws.pool import PoolTable
+from serving.draws.pool import NO_DATE, PoolTable
 from serving.draws.synthetic import example_inputs, inspectors_frame, pool_frame
 
 BODY = st.text(alphabet=ALPHABET, min_size=17, max_size=17)
@@ -57,7 +58,7 @@ def test_codes_that_differ_only_in_their_last_characters_still_sort_exactly() ->
 def test_a_duplicate_hidden_among_tied_sort_keys_is_found() -> None:
     codes = _valid(["91110000MA01ABCD" + c for c in "0123456789"])
     with pytest.raises(ValueError, match=f"{codes[7]!r} appears more than once"):
-        PoolTable.from_frame(_frame(codes + [codes[7]]))
+        PoolTable.from_frame(_frame([*codes, codes[7]]))
 
 
 @pytest.mark.parametrize("position", [0, 5, 9, 16])
@@ -82,3 +83,31 @@ def test_a_character_outside_the_alphabet_is_named_before_its_check() -> None:
     codes[2] = codes[2][:10] + "O" + codes[2][11:]
     with pytest.raises(ValueError, match=f"{codes[2]!r} at row 2 has a character outside"):
         PoolTable.from_frame(_frame(codes))
+
+
+def test_a_pool_held_in_arrow_memory_validates_to_the_same_table() -> None:
+    """A published pool.csv is read into Arrow-backed columns; validating them in place must
+    give the table the plain frame gives (same snapshot hash, same columns)."""
+    pool = pool_frame(400, seed=6, regions=3, industries=4)
+    pool["last_inspected_on"] = pool["last_inspected_on"].where(pool.index % 7 != 0)
+    pool["draws_this_year"] = pd.array(
+        [None if i % 5 == 0 else i % 4 for i in range(len(pool))], dtype="Int64"
+    )
+    plain = PoolTable.from_frame(pool)
+    arrow = PoolTable.from_frame(
+        pa.Table.from_pandas(plain.frame(), preserve_index=False).to_pandas(
+            types_mapper=pd.ArrowDtype
+        )
+    )
+    assert arrow.sha256() == plain.sha256()
+    assert np.array_equal(arrow.last_inspected, plain.last_inspected)
+    assert np.array_equal(arrow.draws_this_year, plain.draws_this_year)
+    assert (plain.draws_this_year == -1).sum() == 80 and (plain.last_inspected == NO_DATE).any()
+
+
+def test_arrow_columns_with_bad_values_are_refused_like_any_other() -> None:
+    counts = pd.array([0, 1, None, -2, 0, 1, 2, 0, 1, 2], dtype="Int64")
+    frame = pool_frame(10, seed=6, regions=1).assign(draws_this_year=counts)
+    arrow = pa.Table.from_pandas(frame, preserve_index=False).to_pandas(types_mapper=pd.ArrowDtype)
+    with pytest.raises(ValueError, match="draws_this_year: -2 at row 3 is not a count ≥ 0"):
+        PoolTable.from_frame(arrow)
