@@ -73,8 +73,9 @@ class Loaded:
         self.contrib = np.zeros((n, MAX_REASONS * 2), dtype=np.float64)
         self.explained = np.zeros(n, dtype=bool)
 
-    @property
+    @functools.cached_property
     def snapshot_version(self) -> str:
+        """``features_<version>.parquet`` → ``<version>`` (kept: every answer names it)."""
         return self.snapshot.stem.removeprefix("features_")
 
 
@@ -272,12 +273,18 @@ def tiers(
         _explain_rows(state, known)
     rend = rendered(state)
     if len(rows) <= 8:  # a few codes: indexing item by item beats building arrays
-        at0 = [max(i, 0) for i in rows]
-        prob = [float(state.probability[i]) for i in at0]
-        tier_js = [rend.tier_text[active][rend.tier[active][i]] for i in at0]
-        rule_js = [rend.rule_text[active][rend.rule[active][i]] for i in at0]
-        combo_js = [rend.combo_text[rend.combo[i]] for i in at0]
-        tier_values = [state.tiers[active][i] for i in at0]
+        prob, tier_js, rule_js, combo_js, tier_values = [], [], [], [], []
+        tier, tier_text = rend.tier[active], rend.tier_text[active]
+        rule, rule_text = rend.rule[active], rend.rule_text[active]
+        combo, combo_text = rend.combo, rend.combo_text
+        probability, tiers_of = state.probability, state.tiers[active]
+        for i in rows:  # one pass (a batch of one is the common request)
+            i = max(i, 0)
+            prob.append(float(probability[i]))
+            tier_js.append(tier_text[tier[i]])
+            rule_js.append(rule_text[rule[i]])
+            combo_js.append(combo_text[combo[i]])
+            tier_values.append(tiers_of[i])
     else:
         at = np.maximum(np.array(rows, dtype=np.int64), 0)
         prob = state.probability[at].tolist()

@@ -29,6 +29,9 @@ import bentoml
 from starlette.responses import JSONResponse, Response
 
 from serving import runtime
+from serving.audit import input_hash
+from serving.auth import Forbidden, KeyStore, Permission, Unauthorized, has_permission
+from serving.masking import mask_codes
 from serving.schemas import (
     DrawCreate,
     DrawRef,
@@ -153,21 +156,26 @@ class RiskService:
         return shown
 
     async def _answer(
-        self, header: str | None, permission, action: str, body: dict, answer, clear_codes: bool
+        self,
+        header: str | None,
+        permission,
+        action: str,
+        body: dict,
+        answer,
+        clear_codes: bool,
+        principal=None,
     ) -> Response:
         """Authenticate, authorise, answer, mask, audit; refusals → 4xx naming the field.
 
         ``clear_codes``: the answer is about whom to inspect (a draw's targets), which the
         caller holding the permission needs in clear; everywhere else individual businesses'
         codes are masked for roles without ``UNMASKED``. Shared by the BentoML endpoints and
-        the lean path (:class:`KeyFirst`), so both answer, refuse and audit alike."""
-        from serving.audit import input_hash
-        from serving.auth import Forbidden, Unauthorized
-        from serving.masking import mask_codes
-
-        principal = None
+        the lean path (:class:`KeyFirst`), so both answer, refuse and audit alike.
+        ``principal``: who :class:`KeyFirst` already authenticated ``header`` as, with this
+        service's key store (the lean path), so the key is not checked twice."""
         try:
-            principal = self.keys.authenticate(header)
+            if principal is None:
+                principal = self.keys.authenticate(header)
             self.keys.authorize(principal, permission)
             result = await answer(principal)
         except Unauthorized as exc:
@@ -207,8 +215,6 @@ class RiskService:
     @bentoml.api(route="/v1/tiers", input_spec=TiersRequest)
     async def tiers(self, codes, scheme, reasons, lang, ctx: bentoml.Context) -> dict:
         """Probability and tiers (active policy) for a batch of codes, with top reasons."""
-        from serving.auth import Permission
-
         body, answer = self._tiers_job(codes, scheme, reasons, lang)
         return await self._serve(ctx, Permission.TIERS, "tiers", body, answer)
 
@@ -217,8 +223,6 @@ class RiskService:
         body = {"codes": codes, "scheme": scheme, "reasons": reasons, "lang": lang}
 
         async def answer(principal):
-            from serving.auth import Permission, has_permission
-
             state = self._loaded()
             masked = not has_permission(principal.role, Permission.UNMASKED)
             text, tiers = runtime.tiers(
@@ -232,8 +236,6 @@ class RiskService:
     @bentoml.api(route="/v1/score", input_spec=ScoreRequest)
     async def score(self, rows, scheme, reasons, lang, ctx: bentoml.Context) -> dict:
         """Score supplied feature rows (platforms holding their own data)."""
-        from serving.auth import Permission
-
         body, answer = self._score_job(rows, scheme, reasons, lang)
         return await self._serve(ctx, Permission.TIERS, "score", body, answer)
 
@@ -255,7 +257,6 @@ class RiskService:
     @bentoml.api(route="/v1/explain", input_spec=ExplainRequest)
     async def explain(self, credit_code, reasons, lang, ctx: bentoml.Context) -> dict:
         """Contributions, reasons, linked records and objections of one enterprise."""
-        from serving.auth import Permission
         from training.explain.enterprise import explain_enterprise
 
         body = {"credit_code": credit_code, "reasons": reasons, "lang": lang}
@@ -288,8 +289,6 @@ class RiskService:
         the answer resolves them for the platform that inspects: each target's ``credit_code``
         (and each key of ``teams``) is the real code, ``public_ref`` how the target appears in
         the public record; ``parameters`` and ``policy`` are as committed (references)."""
-        from serving.auth import Permission
-
         body = {"draw_id": draw_id, "draw_date": draw_date, "department": department,
                 "policy": policy, "scheme": scheme, "inspectors": inspectors is not None}  # fmt: skip
 
@@ -319,7 +318,6 @@ class RiskService:
     async def draw_get(self, draw_id, ctx: bentoml.Context) -> dict:
         """A draw's targets, teams and commitment (and its seed once published); targets resolved
         to real codes as in :meth:`draw_create`."""
-        from serving.auth import Permission
 
         async def answer(_):
             return await anyio.to_thread.run_sync(lambda: self.desk.fetch(draw_id))
@@ -331,7 +329,6 @@ class RiskService:
     async def draw_publish(self, draw_id, ctx: bentoml.Context) -> dict:
         """Reveal the seed and write the public record (JSON and CSV); answers with the record
         exactly as published (public references: no individual business's code)."""
-        from serving.auth import Permission
 
         async def answer(_):
             return await anyio.to_thread.run_sync(lambda: self.desk.publish(draw_id))
@@ -342,7 +339,6 @@ class RiskService:
     @bentoml.api(route="/v1/draws/verify", input_spec=DrawRef)
     async def draw_verify(self, draw_id, ctx: bentoml.Context) -> dict:
         """Re-run the draw from its inputs and seed and compare, as anyone can from the files."""
-        from serving.auth import Permission
 
         async def answer(_):
             return await anyio.to_thread.run_sync(lambda: self.desk.verify(draw_id))
@@ -353,7 +349,6 @@ class RiskService:
     @bentoml.api(route="/v1/draws/lift", input_spec=DrawRef)
     async def draw_lift(self, draw_id, ctx: bentoml.Context) -> dict:
         """Problem rate of the risk-weighted arm over the control arm, with a 95 % interval."""
-        from serving.auth import Permission
 
         async def answer(_):
             return await anyio.to_thread.run_sync(lambda: self.desk.lift(draw_id))
@@ -363,8 +358,6 @@ class RiskService:
     @bentoml.api(route="/v1/results", input_spec=IngestRequest)
     async def ingest_results(self, results, ctx: bentoml.Context) -> dict:
         """Outcomes of drawn inspections (they feed the next training and each draw's lift)."""
-        from serving.auth import Permission
-
         items = [r.model_dump() for r in results]
 
         async def answer(principal):
@@ -385,8 +378,6 @@ _BENTOML_ERROR = {"error": "An unexpected error has occurred, please check the s
 @functools.cache
 def _lean_jobs() -> dict[str, tuple[Any, str, str, str]]:
     """Lean path → (BentoML's own input model for it, job builder, permission, audit action)."""
-    from serving.auth import Permission
-
     return {
         "/v1/tiers": (RiskService.apis["tiers"].input_spec, "_tiers_job", Permission.TIERS, "tiers"),
         "/v1/score": (RiskService.apis["score"].input_spec, "_score_job", Permission.TIERS, "score"),
@@ -406,13 +397,17 @@ async def _read_body(receive) -> bytes | None:
             return None
 
 
-async def lean_answer(service, path: str, header: str | None, raw: bytes) -> Response:
+async def lean_answer(
+    service, path: str, header: str | None, raw: bytes, principal=None
+) -> Response:
     """Answer a JSON POST to a :data:`LEAN_PATHS` path without BentoML's request machinery.
 
     The body is validated with the very input model BentoML builds for the endpoint, so a bad
     body gets BentoML's 400 byte for byte (``{"error": "N validation error for …", "detail":
     [...]}``); then the endpoint's own job runs through :meth:`RiskService._answer` —
-    authentication, role, masking, audit row, refusals — exactly as on the BentoML path."""
+    authentication (unless ``principal`` is who the caller already authenticated ``header``
+    as, with ``service.keys``), role, masking, audit row, refusals — exactly as on the
+    BentoML path."""
     from pydantic import ValidationError
 
     spec, job, permission, action = _lean_jobs()[path]
@@ -428,7 +423,7 @@ async def lean_answer(service, path: str, header: str | None, raw: bytes) -> Res
             return JSONResponse(data, status_code=400)
         fields = {k: getattr(request, k) for k in type(request).model_fields}
         body, answer = getattr(service, job)(**fields)
-        return await service._answer(header, permission, action, body, answer, False)
+        return await service._answer(header, permission, action, body, answer, False, principal)
     except Exception:
         log.exception("%s failed", action)
         return JSONResponse(_BENTOML_ERROR, status_code=500)
@@ -455,10 +450,13 @@ class KeyFirst:
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
             await self.app(scope, receive, send)
             return
-        from serving.auth import KeyStore, Unauthorized
-
-        if self.keys is None:
-            self.keys = KeyStore(settings().db)
+        live = _live
+        if live is not None:  # the service's own store: one key cache per worker
+            keys = live.keys
+        else:
+            if self.keys is None:
+                self.keys = KeyStore(settings().db)
+            keys = self.keys
         auth = api_key = content_type = None
         for k, v in scope["headers"]:
             name = k.lower()
@@ -471,7 +469,7 @@ class KeyFirst:
         raw_header = auth or api_key
         header = raw_header.decode("latin-1") if raw_header is not None else None
         try:
-            self.keys.authenticate(header)
+            principal = keys.authenticate(header)
         except Unauthorized as exc:
             log.warning("refused %s → 401: %s", scope["path"], exc)
             await _error(401, "authorization", str(exc))(scope, receive, send)
@@ -482,17 +480,24 @@ class KeyFirst:
             path not in LEAN_PATHS
             or scope["method"] != "POST"
             or media != b"application/json"
-            or _live is None
+            or live is None
         ):
             await self.app(scope, receive, send)
             return
         raw = await _read_body(receive)
         if raw is None:  # the client is gone: nothing to answer, nothing done
             return
-        response = await lean_answer(_live, path, header, raw)
-        response.headers["server"] = f"BentoML Service/{RiskService.name}"
-        await response(scope, receive, send)
+        response = await lean_answer(live, path, header, raw, principal)
+        # What ``response(scope, receive, send)`` sends once BentoML's ``server`` header is
+        # appended, without building the response's mutable header view for it.
+        headers = [*response.raw_headers, _SERVER_HEADER]
+        await send({"type": "http.response.start", "status": response.status_code,
+                    "headers": headers})  # fmt: skip
+        await send({"type": "http.response.body", "body": response.body})
 
+
+#: The ``server`` header BentoML's own responses carry, for the lean path's answers.
+_SERVER_HEADER = (b"server", f"BentoML Service/{RiskService.name}".encode("latin-1"))
 
 RiskService.add_asgi_middleware(KeyFirst)
 
