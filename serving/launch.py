@@ -4,7 +4,10 @@ One home for what the tests and the load benchmark both need from a live server:
 start-up errors that show the tail of the server log, its worker processes, and a stop that
 leaves nothing behind. Why the stop is more than one signal: circus starts each worker in its
 own session (``setsid``), so killing the server's process group alone can orphan the workers;
-every descendant seen while the server ran is stopped too.
+every descendant seen while the server ran is stopped too. Why each server gets a BentoML home
+of its own (unless ``env`` names one): every ``bentoml serve`` empties
+``$BENTOML_HOME/prometheus_multiproc_dir`` when it starts, so with a shared home starting one
+server wipes the request metrics of every other server running.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -160,17 +164,19 @@ def serve(
     grace: float = 30,
 ) -> Iterator[Server]:
     """``bentoml serve target`` from ``cwd`` on a free 127.0.0.1 port, with ``env`` over this
-    process's environment, output to ``log``. Yields once /healthz (or /readyz, when
-    ``ready``) answers 200 and, when ``workers`` > 0, that many workers have initialised;
-    raises RuntimeError with the log's tail if the server dies or is late. Stops everything
-    it started on exit, also on failure."""
+    process's environment and a fresh BENTOML_HOME, output to ``log``. Yields once /healthz
+    (or /readyz, when ``ready``) answers 200 and, when ``workers`` > 0, that many workers have
+    initialised; raises RuntimeError with the log's tail if the server dies or is late. Stops
+    everything it started on exit, also on failure."""
     port = free_port()
+    home = tempfile.TemporaryDirectory(prefix="bentoml-home-")
+    env = {"BENTOML_HOME": home.name, **env, "BENTOML_DO_NOT_TRACK": "true"}
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "bentoml", "serve", target,
              "--host", "127.0.0.1", "--port", str(port)],
             cwd=cwd,
-            env={**os.environ, **env, "BENTOML_DO_NOT_TRACK": "true"},
+            env={**os.environ, **env},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -183,3 +189,4 @@ def serve(
         yield server
     finally:
         server.stop(grace)
+        home.cleanup()

@@ -6,6 +6,7 @@ import socket
 import textwrap
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
@@ -109,3 +110,25 @@ def test_a_server_that_cannot_start_fails_with_the_tail_of_its_log(tmp_path: Pat
         pass
     assert "No module named 'no_such_module'" in str(err.value)
     assert _running_in(tmp_path) == []
+
+
+def _echo_count(url: str) -> str:
+    lines = httpx.get(url + "/metrics", timeout=30).text.splitlines()
+    found = [
+        line.rsplit(" ", 1)[1]
+        for line in lines
+        if line.startswith("bentoml_service_request_total")
+        and 'endpoint="/echo"' in line
+        and 'http_response_code="200"' in line
+    ]
+    return found[0] if found else "none"
+
+
+def test_starting_a_second_server_keeps_the_first_ones_metrics(tmp_path: Path) -> None:
+    """Each server has a BentoML home of its own: a start empties the home's metrics folder."""
+    (tmp_path / "tiny.py").write_text(textwrap.dedent(TINY))
+    with serve("tiny:Tiny", {}, tmp_path / "a.log", cwd=tmp_path, ready=False) as first:
+        assert httpx.post(first.url + "/echo", json={"x": 1}, timeout=30).json() == 1
+        assert _echo_count(first.url) == "1.0"
+        with serve("tiny:Tiny", {}, tmp_path / "b.log", cwd=tmp_path, ready=False):
+            assert _echo_count(first.url) == "1.0"
