@@ -30,7 +30,6 @@ import importlib.util
 import os
 import pwd
 import shutil
-import socket
 import stat
 import subprocess
 import tempfile
@@ -40,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from serving.launch import free_port
 
 SUPERUSER = "postgres"
 _TOOLS = ("initdb", "pg_ctl", "postgres")
@@ -84,12 +85,6 @@ def _private_copy(binaries: Path, root: Path) -> Path:
     if bundled.is_dir():
         shutil.copytree(bundled, root / "site" / bundled.name, symlinks=True)
     return target / "bin"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -207,7 +202,7 @@ def start_server() -> PostgresServer:
         tools = binaries
         if run_as is not None and not _open_to_others(binaries):  # e.g. a clone under /root
             tools = _private_copy(binaries, root)
-        server = PostgresServer(tools, root, _free_port(), run_as)
+        server = PostgresServer(tools, root, free_port(), run_as)
         try:
             server.start()
             return server
