@@ -803,6 +803,8 @@ class GroupCommit:
     answered before it is in the trail — but every request that arrived meanwhile shares the
     same commit. There is no timer: while one group commits, the next one queues, so groups
     grow with the load by themselves (a fixed wait would only add latency when it is quiet).
+    An event loop hands its requests over once per turn (:meth:`_hand_over`), not one by one:
+    waking the writer thread cost the event loop more than anything else in an append.
     Call from an event loop: ``await group.append(...)``.
     """
 
@@ -813,7 +815,10 @@ class GroupCommit:
 
         self.log = log
         self.max_batch = max_batch
+        # lists of (item, loop, future), one per hand-over
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        # event loop → its requests not handed over yet (each loop touches only its own)
+        self._pending: dict[Any, list] = {}
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
         if log.checkpoints_deferred:
@@ -838,19 +843,30 @@ class GroupCommit:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         item = {"actor": actor, "role": role, "action": action, **kwargs}
-        self._queue.put((item, loop, future))
+        pending = self._pending.get(loop)
+        if pending is None:
+            pending = self._pending[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        pending.append((item, loop, future))
         return await future
+
+    def _hand_over(self, loop: Any) -> None:
+        """Queue for the writer what ``loop`` appended since its last turn (one wake-up)."""
+        self._queue.put(self._pending.pop(loop))
 
     def _run(self) -> None:
         import queue
 
+        waiting: list = []  # handed over, not written yet
         while True:
-            batch = [self._queue.get()]
-            while len(batch) < self.max_batch:
+            if not waiting:
+                waiting = self._queue.get()
+            while len(waiting) < self.max_batch:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    waiting += self._queue.get_nowait()
                 except queue.Empty:
                     break
+            batch, waiting = waiting[: self.max_batch], waiting[self.max_batch :]
             try:
                 entries = self.log.append_many([item for item, _, _ in batch])
             except Exception as exc:  # every waiting request learns its row was not written

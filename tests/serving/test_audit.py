@@ -500,3 +500,65 @@ def test_with_background_checkpoints_commits_leave_the_wal_to_the_checkpointer(
     while other.stat().st_size == before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert other.stat().st_size > before  # the writer's checkpoint thread did it
+
+
+def test_group_commit_serves_several_event_loops_in_groups_of_at_most_max_batch(
+    db: Database,
+) -> None:
+    """Each loop hands its requests over once per turn; the writer splits what it was handed
+    into groups of ``max_batch``. Every request still gets its own row, and one loop's
+    requests are chained in the order it made them."""
+    import asyncio
+
+    from serving.audit import GroupCommit
+
+    log = AuditLog(db.url)
+    group = GroupCommit(log, max_batch=7)
+    got: dict[int, list] = {}
+
+    def loop_of(t: int) -> None:
+        async def many() -> list:
+            calls = (group.append(f"t{t}", "platform", "tiers", payload={"t": t, "i": i})
+                     for i in range(150))  # fmt: skip
+            return await asyncio.gather(*calls)
+
+        got[t] = asyncio.run(many())
+
+    threads = [threading.Thread(target=loop_of, args=(t,)) for t in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    stored = {r["seq"]: r for r in raw_rows(db)}
+    assert sorted(stored) == list(range(1, 301))
+    for t, entries in got.items():
+        assert [json.loads(stored[e.seq]["payload"]) for e in entries] == [
+            {"t": t, "i": i} for i in range(150)
+        ]
+        assert [e.seq for e in entries] == sorted(e.seq for e in entries)
+        assert all(stored[e.seq]["hash"] == e.hash for e in entries)
+    assert log.verify().ok
+
+
+def test_a_log_opened_before_a_fork_appends_from_both_processes(tmp_path: Path) -> None:
+    """A log keeps its append connection and lock file per process: a forked child opens its
+    own instead of using the parent's (a SQLite connection must not cross a fork)."""
+    import multiprocessing
+
+    log = AuditLog(tmp_path / "audit.db")
+    log.append("parent", "platform", "tiers", payload={"i": -1})  # opens the parent's
+    child = multiprocessing.get_context("fork").Process(target=_append_with, args=(log, 40))
+    child.start()
+    for i in range(40):
+        log.append("parent", "platform", "tiers", payload={"i": i})
+    child.join(120)
+    assert child.exitcode == 0
+    rows = log.entries(limit=1000)
+    assert [e.seq for e in rows] == list(range(1, 82))
+    assert [e.payload["i"] for e in rows if e.actor == "child"] == list(range(40))
+    assert log.verify().ok
+
+
+def _append_with(log: AuditLog, n: int) -> None:
+    for i in range(n):
+        log.append("child", "platform", "tiers", payload={"i": i})
