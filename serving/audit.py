@@ -73,6 +73,7 @@ import enum
 import hashlib
 import json
 import math
+import operator
 import os
 import sqlite3
 import sys
@@ -459,6 +460,22 @@ def _append_lock_path(engine: Engine) -> Path | None:
 
 
 _COLUMNS = tuple(c.name for c in audit_log.columns)
+#: A chained row's values in ``_COLUMNS`` order (the parameters of ``_SQLITE_INSERT``).
+_ROW_VALUES = operator.itemgetter(*_COLUMNS)
+_ENTRY_FIELDS = tuple(c for c in _COLUMNS if c != "payload")
+
+
+def _entry_of(row: dict[str, Any]) -> Entry:
+    """The :class:`Entry` of a chained row, filled in directly: the frozen dataclass's own
+    ``__init__`` (one guarded ``setattr`` per field) cost as much as hashing the row."""
+    entry = object.__new__(Entry)
+    values = entry.__dict__
+    for name in _ENTRY_FIELDS:
+        values[name] = row[name]
+    values["payload_json"] = row["payload"]
+    return entry
+
+
 _SQLITE_INSERT = (
     f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
 )
@@ -617,10 +634,7 @@ class AuditLog:
                     seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
                     rows = self._chain(values, seq, prev)
                     conn.execute(audit_log.insert(), rows)
-        return [
-            Entry(**{k: v for k, v in row.items() if k != "payload"}, payload_json=row["payload"])
-            for row in rows
-        ]
+        return [_entry_of(row) for row in rows]
 
     def _held(self) -> tuple[Any, Any]:
         """This process's connection for appends (SQLite) and its open append-lock file.
@@ -673,7 +687,7 @@ class AuditLog:
             ).fetchone()
             seq, prev = last if last else (0, GENESIS)
             rows = self._chain(values, seq, prev)
-            cur.executemany(_SQLITE_INSERT, [tuple(r[c] for c in _COLUMNS) for r in rows])
+            cur.executemany(_SQLITE_INSERT, [_ROW_VALUES(r) for r in rows])
             cur.execute("COMMIT")
         except BaseException as exc:
             if raw.in_transaction:

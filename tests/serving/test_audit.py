@@ -562,3 +562,15 @@ def test_a_log_opened_before_a_fork_appends_from_both_processes(tmp_path: Path) 
 def _append_with(log: AuditLog, n: int) -> None:
     for i in range(n):
         log.append("child", "platform", "tiers", payload={"i": i})
+
+
+def test_an_appended_entry_is_the_row_as_stored_and_stays_frozen(db: Database) -> None:
+    import dataclasses
+
+    log = AuditLog(db.url)
+    e = log.append("k", "platform", "tiers", payload={"codes": [COMPANY]}, model_version="3",
+                   snapshot_version="2026-06-30", input_hash="ab")  # fmt: skip
+    assert e == log.head() and repr(e) == repr(log.head())
+    assert e.payload == {"codes": [COMPANY]} and e.anchor == (1, e.hash)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        e.seq = 9  # type: ignore[misc]
