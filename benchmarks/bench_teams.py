@@ -7,8 +7,7 @@ of region mates, the load cap is the busiest inspector's use there (at least 2) 
 inspector's load leaves it that use or one less; conflicts (1 in 5) only off the hidden teams.
 Previous teams: with ``--hidden-previous p``, a target's previous team is its hidden team with
 probability p, else (probability 1/2) the first ``size`` of a random permutation of its region
-mates. Each roster is decided by an exhaustive search (every team of every target, memoised on
-the capacities left) and given to ``assign_teams``; counted: feasible, refused although feasible,
+mates. Each roster is decided by the tests' exhaustive search (``exists_assignment``) and given to ``assign_teams``; counted: feasible, refused although feasible,
 drawn although infeasible (must be 0), completed only by step 5 of the repair (those steps 1-4
 refused), and every drawn assignment is checked against every rule.
 
@@ -23,8 +22,6 @@ seconds, median of ``--repeats``, with the load average.
 from __future__ import annotations
 
 import argparse
-import functools
-import itertools
 import os
 import statistics
 import time
@@ -38,6 +35,7 @@ from serving.draws import DrawRefused
 from serving.draws.policy import TeamRules
 from serving.draws.synthetic import inspectors_frame, pool_frame
 from serving.draws.teams import InspectorTable, Target, _Exact, assign_teams
+from tests.serving.test_draws_properties import check_teams, exists_assignment
 
 
 def tight_roster(rng: np.random.Generator, hidden_previous: float) -> dict:
@@ -92,53 +90,13 @@ def tight_roster(rng: np.random.Generator, hidden_previous: float) -> dict:
     }
 
 
-def assignment_exists(targets, staff: InspectorTable, rules: TeamRules, previous) -> bool:
-    """Exhaustive: every team of every target, fewest options first, memoised on capacities."""
-    options = []
-    for t in targets:
-        eligible = [
-            k
-            for k in range(len(staff))
-            if (staff.region[k], staff.department[k]) == (t.region, t.department)
-            and t.code not in staff.conflicts[k]
-        ]
-        prev = frozenset(previous.get(t.code, ()))
-        options.append([
-            team
-            for team in itertools.combinations(eligible, rules.team_size)
-            if frozenset(staff.ids[k] for k in team) != prev
-        ])  # fmt: skip
-    options.sort(key=len)
-
-    @functools.cache
-    def fits(d: int, left: tuple[int, ...]) -> bool:
-        if d == len(options):
-            return True
-        for team in options[d]:
-            if all(left[k] > 0 for k in team):
-                rest = list(left)
-                for k in team:
-                    rest[k] -= 1
-                if fits(d + 1, tuple(rest)):
-                    return True
-        return False
-
-    return fits(0, tuple(max(0, rules.load_cap - int(load)) for load in staff.load))
-
-
 def meets_every_rule(teams: dict, targets, staff: InspectorTable, rules, previous) -> bool:
-    where = {i: k for k, i in enumerate(staff.ids)}
-    used: Counter = Counter()
-    for t in targets:
-        team = teams[t.code]
-        ks = [where[i] for i in team]
-        if len(set(team)) != rules.team_size or set(team) == set(previous.get(t.code, ())):
-            return False
-        for k in ks:
-            if (staff.region[k], t.code in staff.conflicts[k]) != (t.region, False):
-                return False
-        used.update(ks)
-    return all(staff.load[k] + n <= rules.load_cap for k, n in used.items())
+    """The tests' check of every rule of SPEC §7, as a yes/no."""
+    try:
+        check_teams(teams, targets, staff, rules, previous)
+    except AssertionError:
+        return False
+    return True
 
 
 def rosters(n: int, hidden_previous: float, seed: int) -> Counter:
@@ -148,7 +106,7 @@ def rosters(n: int, hidden_previous: float, seed: int) -> Counter:
         for _ in range(n):
             case = tight_roster(rng, hidden_previous)
             args = (case["targets"], case["staff"], case["rules"], case["previous"])
-            feasible = assignment_exists(*args)
+            feasible = exists_assignment(*args)
             out["feasible" if feasible else "infeasible"] += 1
             exact.reset_mock()
             try:
