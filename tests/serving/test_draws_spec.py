@@ -240,14 +240,19 @@ def spec_draw(v: dict, repair: bool = True, step4: bool = True, step5: bool = Tr
 
     teams: dict[str, list[str]] = {}
 
-    def repair_search(t: str, barred: str | None = None) -> tuple[bool, int]:
-        """§7 Repair (1)–(3), one breadth-first search from ``t``: (path applied, paths rejected)."""
+    def group_holders(t: str) -> dict[str, list[str]]:
+        """Inspector → the served targets of ``t``'s group holding it, in code order."""
         mine = (by_code[t]["region"], dept(by_code[t]))
         holders: dict[str, list[str]] = {}
         for c in sorted(teams):
             if (by_code[c]["region"], dept(by_code[c])) == mine:
                 for i in teams[c]:
                     holders.setdefault(i, []).append(c)
+        return holders
+
+    def repair_search(t: str, barred: str | None = None) -> tuple[bool, int]:
+        """§7 Repair (1)–(3), one breadth-first search from ``t``: (path applied, paths rejected)."""
+        holders = group_holders(t)
         gives: dict[str, str | None] = {t: None}  # reached target -> inspector it would give up
         taken: dict[str, str] = {}  # reached inspector -> the target that took it
         queue, rejected = [t], 0
@@ -294,11 +299,7 @@ def spec_draw(v: dict, repair: bool = True, step4: bool = True, step5: bool = Tr
         """§7 step 5, one breadth-first search over the nodes (u, False) = ⟨u⟩ and
         (u, True) = ⟨u,P⟩; True when a path was applied."""
         mine = (by_code[t]["region"], dept(by_code[t]))
-        holders: dict[str, list[str]] = {}
-        for c in sorted(teams):
-            if (by_code[c]["region"], dept(by_code[c])) == mine:
-                for i in teams[c]:
-                    holders.setdefault(i, []).append(c)
+        holders = group_holders(t)
         p = {
             c: possible_previous(c)
             for c in teams
