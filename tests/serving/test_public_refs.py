@@ -315,6 +315,28 @@ def desk_and_state(url: str, workdir: Path) -> tuple[DrawDesk, Snapshot]:
     return DrawDesk(url, workdir), state
 
 
+def desk_staff() -> pd.DataFrame:
+    """Twelve inspectors of department MR for the desk's pool."""
+    staff = inspectors_frame(12, mixed_pool(120, seed=9), department="market", seed=1)
+    staff["department"] = staff["region"] + "-MR"
+    return staff
+
+
+def create_on_desk(desk: DrawDesk, state: Snapshot, draw_id: str, staff, seed: str) -> dict:
+    """A draw through the desk on its pool, with every enterprise eligible."""
+    return desk.create(
+        state,
+        draw_id=draw_id,
+        draw_date=pd.Timestamp("2026-07-15").date(),
+        department="MR",
+        policy={**EXAMPLE_POLICY, "filters": {}, "exclusions": {}},
+        scheme="national4",
+        actor="test",
+        inspectors=staff.to_dict(orient="records"),
+        seed=seed,
+    )
+
+
 def test_the_desk_keeps_references_private_and_resolves_them(
     database, tmp_path, monkeypatch
 ) -> None:
@@ -323,20 +345,11 @@ def test_the_desk_keeps_references_private_and_resolves_them(
     pool = state.frame
     person = next(c for c in pool["credit_code"] if c.startswith("92"))
     region = pool.loc[pool["credit_code"] == person, "region"].iat[0]
-    staff = inspectors_frame(12, mixed_pool(120, seed=9), department="market", seed=1)
-    staff["department"] = staff["region"] + "-MR"
+    staff = desk_staff()
     first = staff.index[staff["region"] == region][0]  # one inspector declares a conflict
     staff["conflicts"] = [[person] if i == first else [] for i in staff.index]
-    record = desk.create(
-        state,
-        draw_id="2026-MR-09",
-        draw_date=pd.Timestamp("2026-07-15").date(),
-        department="MR",
-        policy={**EXAMPLE_POLICY, "filters": {}, "exclusions": {}},
-        scheme="national4",
-        actor="test",
-        inspectors=staff.to_dict(orient="records"),
-        seed="a seed of at least sixteen characters",
+    record = create_on_desk(
+        desk, state, "2026-MR-09", staff, "a seed of at least sixteen characters"
     )
     assert individual_codes_in(record.inputs) == []
     fetched = desk.fetch("2026-MR-09")

@@ -17,10 +17,14 @@ from features.credit_code import check_character
 from serving.audit import AuditLog
 from serving.cli import app
 from serving.draw_desk import DrawDesk
-from serving.draws.synthetic import EXAMPLE_POLICY, inspectors_frame
 from serving.masking import INDIVIDUAL_CODE_IN_TEXT
 from serving.public_refs import KEY_ENV, assign, is_public_ref, reference_key
-from tests.serving.test_public_refs import KEY, desk_and_state, mixed_pool
+from tests.serving.test_public_refs import (
+    KEY,
+    create_on_desk,
+    desk_and_state,
+    desk_staff,
+)
 
 runner = CliRunner()
 DRAW, OTHER = "2026-MR-09", "2026-MR-10"
@@ -53,19 +57,10 @@ def made(database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Made:
     monkeypatch.setenv(KEY_ENV, KEY.decode())
     workdir = tmp_path / "ws"
     desk, state = desk_and_state(database.url, workdir)
-    staff = inspectors_frame(12, mixed_pool(120, seed=9), department="market", seed=1)
-    staff["department"] = staff["region"] + "-MR"
+    staff = desk_staff()
     for draw_id in (DRAW, OTHER):
-        desk.create(
-            state,
-            draw_id=draw_id,
-            draw_date=pd.Timestamp("2026-07-15").date(),
-            department="MR",
-            policy={**EXAMPLE_POLICY, "filters": {}, "exclusions": {}},
-            scheme="national4",
-            actor="test",
-            inspectors=staff.to_dict(orient="records"),
-            seed=f"a seed of at least sixteen characters for {draw_id}",
+        create_on_desk(
+            desk, state, draw_id, staff, f"a seed of at least sixteen characters for {draw_id}"
         )
     targets = {t["credit_code"]: t for t in desk.fetch(DRAW)["targets"]}
     desk.engine.dispose()
