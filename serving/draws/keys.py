@@ -98,6 +98,9 @@ def mix64_array(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return z
 
 
+COMPILED_FROM = 4096  # below this, numpy is as fast and needs no thread start
+
+
 def unit_keys(salt_keys: np.ndarray | int, unit_hashes: np.ndarray) -> np.ndarray:
     """Keys of many units: mix64(salt key XOR FNV-1a-64(unit)), salt keys broadcast.
 
@@ -118,9 +121,6 @@ def unit_keys(salt_keys: np.ndarray | int, unit_hashes: np.ndarray) -> np.ndarra
     with np.errstate(over="ignore"):
         z = np.bitwise_xor(salts, hashes)
         return mix64_array(z, out=z)
-
-
-COMPILED_FROM = 4096  # below this, numpy is as fast and needs no thread start
 
 
 @numba.njit(cache=True, inline="always")
