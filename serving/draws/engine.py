@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 
 from serving.draws.allocate import DrawRefused, cell_counts, control_count
+from serving.draws.gc_pause import gc_paused
 from serving.draws.inputs import SPEC_VERSION, DrawInputs, commit
 from serving.draws.keys import salt_key, seed_hash, seed_key, unit_keys
-from serving.draws.pool import NO_DATE, PoolTable, day_number
+from serving.draws.pool import CODE_LENGTH, NO_DATE, PoolTable, day_number
 from serving.draws.select import select_cells, smallest
 from serving.draws.teams import Target, assign_teams
 
@@ -146,7 +147,11 @@ def draw(inputs: DrawInputs, seed: str, *, fresh_hashes: bool = False) -> DrawRe
     """
     if seed_hash(seed) != inputs.seed_hash:
         raise ValueError("seed: its SHA-256 does not match the committed seed_hash")
-    cached = not fresh_hashes
+    with gc_paused():
+        return _draw_and_commit(inputs, seed, cached=not fresh_hashes)
+
+
+def _draw_and_commit(inputs: DrawInputs, seed: str, cached: bool) -> DrawResult:
     if len(inputs.pool) >= BACKGROUND_HASH_ROWS:
         # Hash the pool snapshot on the second core while drawing (hashlib and Arrow drop the GIL).
         with ThreadPoolExecutor(max_workers=1) as pool_hasher:
@@ -235,14 +240,12 @@ def _draw(inputs: DrawInputs, seed: str) -> dict:
     # Targets, in credit-code order.
     chosen = np.flatnonzero(risk | control)
     target_rows = rows[chosen]
-    codes = pool.code_list(target_rows)
+    code_bytes = pool.code_bytes[target_rows].view(f"S{CODE_LENGTH}").ravel().tolist()
+    codes = [c.decode("ascii") for c in code_bytes]
     dept_idx, dept_names = _effective_department(pool, inputs.department)
     regions = pool.region.values(target_rows)
     departments = np.asarray(dept_names, dtype=object)[dept_idx[target_rows]]
-    targets_list = [
-        Target(code, pool.code_bytes[r].tobytes(), region, dept)
-        for code, r, region, dept in zip(codes, target_rows, regions, departments, strict=True)
-    ]
+    targets_list = list(map(Target, codes, code_bytes, regions, departments))
     teams = assign_teams(targets_list, inputs.inspectors, policy.teams, skey, inputs.previous_teams)
 
     targets = pd.DataFrame(
@@ -260,8 +263,8 @@ def _draw(inputs: DrawInputs, seed: str) -> dict:
             "cell_N": cell_N,
             "control_n": n_control,
             "control_N": n_eligible,
-            "key_risk": [f"{int(k):016x}" for k in key_risk[chosen]],
-            "key_control": [f"{int(k):016x}" for k in key_control[chosen]],
+            "key_risk": hex_keys(key_risk[chosen]),
+            "key_control": hex_keys(key_control[chosen]),
             "team": [";".join(teams[c]) for c in codes],
         }
     )
@@ -309,6 +312,12 @@ def _draw(inputs: DrawInputs, seed: str) -> dict:
             "arm": arm,
         },
     }
+
+
+def hex_keys(keys: np.ndarray) -> list[str]:
+    """64-bit keys as 16 lowercase hex digits each (SPEC.md §2), without a Python loop per key."""
+    text = keys.astype(">u8").tobytes().hex()
+    return [text[i : i + 16] for i in range(0, len(text), 16)]
 
 
 def _pi_fractions(n: np.ndarray, big_n: np.ndarray, n_c: int, big_n_c: int) -> list[str]:

@@ -12,11 +12,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from serving.draws.engine import DrawResult, draw
+from serving.draws.gc_pause import gc_paused
 from serving.draws.inputs import DrawInputs
 from serving.draws.keys import seed_hash
 
@@ -105,33 +107,44 @@ class PublishedRecord:
     def read(cls, directory: Path) -> PublishedRecord:
         """Load a record written by :meth:`write` (inputs rebuilt from the published files)."""
         directory = Path(directory)
-        doc = json.loads((directory / "record.json").read_text(encoding="utf-8"))
-        pool = _read_pool(directory / "pool.csv")
-        inspectors = pd.read_csv(directory / "inspectors.csv", dtype=str, keep_default_na=False)
-        inspectors["load"] = inspectors["load"].astype(int)
-        params = doc["parameters"]
-        inputs = DrawInputs(
-            draw_id=params["draw_id"],
-            draw_date=params["draw_date"],
-            department=params["department"],
-            seed_hash=doc["seed_hash"],
-            pool=pool,
-            inspectors=inspectors,
-            policy=doc["policy"],
-            previous_teams={k: tuple(v) for k, v in params["previous_teams"].items()},
-            model_version=doc["model_version"],
-            data_fingerprint=doc["data_fingerprint"],
-        )
-        targets = pd.DataFrame(doc["targets"], columns=list(TARGET_COLUMNS))
-        receipt = {k: v for k, v in doc.items() if k not in ("targets", "teams")}
-        return cls(
-            inputs=inputs,
-            seed=doc["seed"],
-            commitment=doc["commitment"],
-            targets=targets,
-            teams={k: tuple(v) for k, v in doc["teams"].items()},
-            receipt=receipt,
-        )
+        with gc_paused():
+            doc = json.loads((directory / "record.json").read_text(encoding="utf-8"))
+            pool = _read_pool(directory / "pool.csv")
+            inspectors = pd.read_csv(directory / "inspectors.csv", dtype=str, keep_default_na=False)
+            inspectors["load"] = inspectors["load"].astype(int)
+            params = doc["parameters"]
+            inputs = DrawInputs(
+                draw_id=params["draw_id"],
+                draw_date=params["draw_date"],
+                department=params["department"],
+                seed_hash=doc["seed_hash"],
+                pool=pool,
+                inspectors=inspectors,
+                policy=doc["policy"],
+                previous_teams={k: tuple(v) for k, v in params["previous_teams"].items()},
+                model_version=doc["model_version"],
+                data_fingerprint=doc["data_fingerprint"],
+            )
+            receipt = {k: v for k, v in doc.items() if k not in ("targets", "teams")}
+            return cls(
+                inputs=inputs,
+                seed=doc["seed"],
+                commitment=doc["commitment"],
+                targets=_targets_frame(doc["targets"]),
+                teams={k: tuple(v) for k, v in doc["teams"].items()},
+                receipt=receipt,
+            )
+
+
+def _targets_frame(rows: list[dict]) -> pd.DataFrame:
+    """The record's target rows as a frame, built column by column (a field missing from a row
+    is None here; the comparison with the re-run names it)."""
+    if not isinstance(rows, list):
+        raise ValueError(f"targets: expected a list of objects, got {type(rows).__name__}")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise ValueError(f"targets[{i}]: expected an object, got {type(row).__name__}")
+    return pd.DataFrame({name: [row.get(name) for row in rows] for name in TARGET_COLUMNS})
 
 
 def _read_pool(path: Path) -> pd.DataFrame:
@@ -190,20 +203,31 @@ def verify(record: PublishedRecord) -> VerifyReport:
 
 
 def _compare_targets(published: pd.DataFrame, rerun: pd.DataFrame) -> list[str]:
+    """The first target that differs (row, column, both values), then a row-count difference."""
     out = []
-    a = published.loc[:, list(COMPARED)].astype(str).to_numpy()
-    b = rerun.loc[:, list(COMPARED)].astype(str).to_numpy()
-    for i in range(min(len(a), len(b))):
-        if (a[i] != b[i]).any():
-            col = int((a[i] != b[i]).argmax())
-            out.append(
-                f"targets[{i}] {COMPARED[col]}: published {a[i][col]!r} "
-                f"(credit_code {a[i][0]}), re-run gives {b[i][col]!r} (credit_code {b[i][0]})"
-            )
-            break
-    if len(a) != len(b):
-        out.append(f"targets: published {len(a)} rows, re-run gives {len(b)}")
+    rows = min(len(published), len(rerun))
+    a = {c: _as_text(published[c].iloc[:rows]) for c in COMPARED}
+    b = {c: _as_text(rerun[c].iloc[:rows]) for c in COMPARED}
+    differs = np.zeros(rows, dtype=bool)
+    for c in COMPARED:
+        differs |= a[c] != b[c]
+    if differs.any():
+        i = int(np.argmax(differs))
+        col = next(c for c in COMPARED if a[c][i] != b[c][i])
+        out.append(
+            f"targets[{i}] {col}: published {a[col][i]!r} (credit_code {a['credit_code'][i]}), "
+            f"re-run gives {b[col][i]!r} (credit_code {b['credit_code'][i]})"
+        )
+    if len(published) != len(rerun):
+        out.append(f"targets: published {len(published)} rows, re-run gives {len(rerun)}")
     return out
+
+
+def _as_text(column: pd.Series) -> np.ndarray:
+    """A column as Python strings, as ``str()`` prints each value; None where it is missing."""
+    text = np.asarray([str(v) for v in column.tolist()], dtype=object)
+    text[column.isna().to_numpy()] = None
+    return text
 
 
 def _compare_teams(published: dict, rerun: dict) -> list[str]:

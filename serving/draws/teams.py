@@ -24,6 +24,7 @@ import itertools
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -159,9 +160,9 @@ def _conflicts(value: object, row: object) -> frozenset[str]:
     return frozenset(items)
 
 
-@dataclass(frozen=True)
-class Target:
-    """What team assignment needs to know of one drawn enterprise."""
+class Target(NamedTuple):
+    """What team assignment needs to know of one drawn enterprise (a tuple: cheap to build by
+    the tens of thousands)."""
 
     code: str
     code_bytes: bytes

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from unittest import mock
 
+import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
@@ -18,6 +19,7 @@ from serving.draws import (
     seed_hash,
     verify,
 )
+from serving.draws.engine import hex_keys
 from serving.draws.policy import TeamRules
 from serving.draws.synthetic import EXAMPLE_POLICY, example_inputs, inspectors_frame, pool_frame
 from serving.draws.teams import InspectorTable, Target, _Repair, assign_teams
@@ -343,6 +345,34 @@ def test_published_record_verifies_and_round_trips_through_files(result, tmp_pat
     report = verify(PublishedRecord.read(folder))
     assert report.ok, report.mismatches
     assert report.targets_checked == len(result.targets)
+
+
+def test_a_record_whose_target_row_is_not_an_object_is_unreadable(result, tmp_path) -> None:
+    folder = PublishedRecord.from_result(result).write(tmp_path / "draw")
+    doc = json.loads((folder / "record.json").read_text(encoding="utf-8"))
+    doc["targets"][3] = "X"
+    (folder / "record.json").write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"targets\[3\]: expected an object, got str"):
+        PublishedRecord.read(folder)
+
+
+def test_a_target_field_missing_from_the_record_is_named_by_verification(result, tmp_path) -> None:
+    folder = PublishedRecord.from_result(result).write(tmp_path / "draw")
+    doc = json.loads((folder / "record.json").read_text(encoding="utf-8"))
+    del doc["targets"][2]["key_risk"]
+    (folder / "record.json").write_text(json.dumps(doc), encoding="utf-8")
+    report = verify(PublishedRecord.read(folder))
+    code = doc["targets"][2]["credit_code"]
+    assert report.first_mismatch == (
+        f"targets[2] key_risk: published None (credit_code {code}), re-run gives "
+        f"{result.targets['key_risk'].iat[2]!r} (credit_code {code})"
+    )
+
+
+def test_keys_are_published_as_sixteen_lowercase_hex_digits() -> None:
+    keys = np.array([0, 1, 0xDEADBEEF, 2**63, 2**64 - 1, 0x0123456789ABCDEF], dtype=np.uint64)
+    assert hex_keys(keys) == [f"{int(k):016x}" for k in keys]
+    assert hex_keys(np.empty(0, dtype=np.uint64)) == []
 
 
 def test_changing_one_target_fails_verification_naming_it(result) -> None:
