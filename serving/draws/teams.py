@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import operator
 from collections import deque
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -34,7 +36,6 @@ from serving.draws.allocate import DrawRefused
 from serving.draws.keys import (
     fnv1a64,
     fnv1a64_rows,
-    fnv1a64_strings,
     mix64_array,
     smallest_keys,
     unit_keys,
@@ -177,7 +178,14 @@ def assign_teams(
     skey: int,
     previous: Mapping[str, tuple[str, ...]],
 ) -> dict[str, tuple[str, ...]]:
-    """Team of every target (inspector ids in pick order), or :class:`DrawRefused`."""
+    """Team of every target (inspector ids in pick order), or :class:`DrawRefused`.
+
+    Why plain lists and per-group arrays: a province draw serves ~27,000 targets, so the walk
+    keeps capacities in a Python list (numpy scalar access costs more than the walk itself) and
+    everything per target that can be is computed for all targets at once.
+    """
+    if not targets:
+        return {}
     size = rules.team_size
     capacity = (
         np.full(len(inspectors), np.iinfo(np.int64).max // 2, dtype=np.int64)
@@ -188,22 +196,24 @@ def assign_teams(
     for i, (dept, region) in enumerate(zip(inspectors.department, inspectors.region, strict=True)):
         members.setdefault((region, dept), []).append(i)  # type: ignore[arg-type]
     members = {k: np.asarray(v, dtype=np.int64) for k, v in members.items()}
-    insp_hash = fnv1a64_strings(inspectors.ids)
+    insp_hash = _id_hashes(inspectors.ids)
     conflicted = {(code, i) for i, codes in enumerate(inspectors.conflicts) for code in codes}
 
-    groups: dict[tuple[str, str], list[int]] = {}
-    for t, target in enumerate(targets):
-        groups.setdefault((target.region, target.department), []).append(t)
-    position = {target.code: t for t, target in enumerate(targets)}
-    group_of = list(zip(inspectors.region, inspectors.department, strict=True))
+    codes, code_bytes, regions, departments = zip(*targets, strict=True)
+    group_keys, groups, group_number = _groups(list(zip(regions, departments, strict=True)))
 
     # Inspectors each target could have, conflicts aside from load: the scarcity order.
-    eligible_count = np.zeros(len(targets), dtype=np.int64)
-    for t, target in enumerate(targets):
-        eligible_count[t] = len(members.get((target.region, target.department), ()))
+    sizes = np.array([len(members.get(k, ())) for k in group_keys], dtype=np.int64)
+    eligible_count = sizes[group_number]
+    position = dict(zip(codes, range(len(codes)), strict=True))
+    conflicts_of: dict[str, set[int]] = {}  # credit code -> inspectors in conflict with it
     for code, i in conflicted:
+        conflicts_of.setdefault(code, set()).add(i)
         t = position.get(code)
-        if t is not None and group_of[i] == (targets[t].region, targets[t].department):
+        if t is not None and (inspectors.region[i], inspectors.department[i]) == (
+            regions[t],
+            departments[t],
+        ):
             eligible_count[t] -= 1
 
     # Pre-checks per (region, department): refuse with counts before anything is assigned.
@@ -224,43 +234,77 @@ def assign_teams(
                 f"{size * len(idx)}"
             )
 
-    codes = np.frombuffer(b"".join(t.code_bytes for t in targets), dtype=np.uint8)
-    salt_hash = fnv1a64_rows(codes.reshape(-1, 18), start=fnv1a64(TEAM_SALT_PREFIX))
+    matrix = np.frombuffer(b"".join(code_bytes), dtype=np.uint8).reshape(-1, 18)
+    salt_hash = fnv1a64_rows(matrix, start=fnv1a64(TEAM_SALT_PREFIX))
     with np.errstate(over="ignore"):
         salt_keys = mix64_array(np.uint64(skey) ^ salt_hash)
-    ranked = _ranked_prefixes(groups, members, salt_keys, insp_hash, size)
+    ranked = _ranked_prefixes(groups, members, salt_keys, insp_hash, size, len(targets))
 
     # Scarcest first, ties by credit code. Stable sort on the count alone suffices when the
     # targets come in credit-code order (as the engine passes them); otherwise sort fully.
-    in_code_order = all(a.code < b.code for a, b in itertools.pairwise(targets))
-    order = (
-        np.argsort(eligible_count, kind="stable").tolist()
-        if in_code_order
-        else sorted(range(len(targets)), key=lambda t: (eligible_count[t], targets[t].code))
-    )
+    if all(map(operator.lt, codes, codes[1:])):
+        order = np.argsort(eligible_count, kind="stable").tolist()
+    else:
+        counts = eligible_count.tolist()
+        order = sorted(range(len(targets)), key=lambda t: (counts[t], codes[t]))
+    ids = inspectors.ids
+    left = capacity.tolist()  # the walk's capacities; ``capacity`` is synced for a repair
     teams: dict[str, tuple[str, ...]] = {}
     team_of: dict[int, list[int]] = {}
+    no_conflicts: frozenset[int] = frozenset()
     for t in order:
-        target = targets[t]
-        group = members[(target.region, target.department)]
-        prev = frozenset(previous.get(target.code, ()))
-        picked = _scan(ranked[t], capacity, conflicted, target.code, size, prev, inspectors)
-        if len(picked) < size and len(ranked[t]) < len(group):
-            full = _rank(salt_keys[t], insp_hash[group], group)
-            picked = _scan(full, capacity, conflicted, target.code, size, prev, inspectors)
+        code = codes[t]
+        prev = previous.get(code)
+        prev_team = frozenset(prev) if prev else None
+        conflicts = conflicts_of.get(code, no_conflicts)
+        picked = _walk(ranked[t], left, conflicts, size, prev_team, ids)
+        if len(picked) < size:
+            group = members[(regions[t], departments[t])]
+            if len(ranked[t]) < len(group):
+                full = _rank(salt_keys[t], insp_hash[group], group)
+                picked = _walk(full, left, conflicts, size, prev_team, ids)
         for i in picked:
-            capacity[i] -= 1
+            left[i] -= 1
         team_of[t] = picked
         if len(picked) < size:
             # The walk ended short: exchange inspectors between this group's teams (SPEC §7).
+            capacity[:] = left
             repair = _Repair(
-                targets, groups[(target.region, target.department)], group, team_of,
+                targets, groups[(regions[t], departments[t])], group, team_of,
                 capacity, conflicted, size, previous, inspectors, salt_keys, insp_hash,
             )  # fmt: skip
             for u in repair.fill(t, rules.load_cap):
-                teams[targets[u].code] = tuple(inspectors.ids[i] for i in team_of[u])
-        teams[target.code] = tuple(inspectors.ids[i] for i in team_of[t])
+                teams[codes[u]] = tuple([ids[i] for i in team_of[u]])
+            left = capacity.tolist()
+        teams[code] = tuple([ids[i] for i in team_of[t]])
     return teams
+
+
+def _id_hashes(ids: tuple[str, ...]) -> np.ndarray:
+    """FNV-1a-64 of each id's UTF-8 bytes (:func:`fnv1a64_strings`), vectorised per byte length:
+    a byte loop in Python over 5,000 ids costs more than the rest of the set-up."""
+    encoded = [v.encode("utf-8") for v in ids]
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    out = np.empty(len(encoded), dtype=np.uint64)
+    for length in np.unique(lengths).tolist():
+        rows = np.flatnonzero(lengths == length)
+        chunk = b"".join([encoded[k] for k in rows.tolist()])
+        out[rows] = fnv1a64_rows(np.frombuffer(chunk, dtype=np.uint8).reshape(len(rows), length))
+    return out
+
+
+def _groups(
+    keys: list[tuple[str, str]],
+) -> tuple[list[tuple[str, str]], dict[tuple[str, str], list[int]], np.ndarray]:
+    """Each target's (region, department): the distinct keys (first-seen order), the targets of
+    each key (ascending), and each target's key number — one stable sort, no loop per target."""
+    distinct = list(dict.fromkeys(keys))
+    number = {k: g for g, k in enumerate(distinct)}
+    group_number = np.fromiter(map(number.__getitem__, keys), dtype=np.int64, count=len(keys))
+    by_group = np.argsort(group_number, kind="stable")
+    bounds = np.cumsum(np.bincount(group_number, minlength=len(distinct)))[:-1]
+    parts = np.split(by_group, bounds)
+    return distinct, {k: p.tolist() for k, p in zip(distinct, parts, strict=True)}, group_number
 
 
 def _rank(salt_key: np.uint64, hashes: np.ndarray, group: np.ndarray) -> list[int]:
@@ -275,39 +319,40 @@ def _ranked_prefixes(
     salt_keys: np.ndarray,
     insp_hash: np.ndarray,
     size: int,
-) -> dict[int, list[int]]:
+    n_targets: int,
+) -> list[list[int]]:
     """Per target, its first few inspectors by (key, id): enough unless loads or conflicts bite.
 
     Compiled per group (:func:`serving.draws.keys.smallest_keys`); the prefix is exactly the
     head of the full ranking by (key, id) — the group is id-sorted — ties included.
     """
-    out: dict[int, list[int]] = {}
+    out: list[list[int]] = [[]] * n_targets
     for key, idx in groups.items():
         group = members[key]
         width = min(len(group), size + 6)
         picks = smallest_keys(salt_keys[np.asarray(idx, dtype=np.int64)], insp_hash[group], width)
-        out.update(zip(idx, group[picks].tolist(), strict=True))
+        for t, row in zip(idx, group[picks].tolist(), strict=True):
+            out[t] = row
     return out
 
 
-def _scan(
+def _walk(
     ranked: list[int],
-    capacity: np.ndarray,
-    conflicted: set[tuple[str, int]],
-    code: str,
+    left: list[int],
+    conflicts: AbstractSet[int],
     size: int,
-    prev: frozenset[str],
-    inspectors: InspectorTable,
+    prev: frozenset[str] | None,
+    ids: tuple[str, ...],
 ) -> list[int]:
     """Walk the ranking: skip full or conflicted inspectors; never repeat the previous team."""
     picked: list[int] = []
     replaced = False
     for i in ranked:
-        if capacity[i] <= 0 or (code, i) in conflicted:
+        if left[i] <= 0 or i in conflicts:
             continue
         picked.append(i)
         if len(picked) == size:
-            if not replaced and prev and frozenset(inspectors.ids[j] for j in picked) == prev:
+            if not replaced and prev and frozenset([ids[j] for j in picked]) == prev:
                 picked.pop()
                 replaced = True
                 continue
