@@ -24,10 +24,10 @@ import itertools
 import operator
 from collections import deque
 from collections.abc import Iterable, Mapping
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+import numba
 import numpy as np
 import pandas as pd
 from pydantic_core import core_schema
@@ -180,9 +180,9 @@ def assign_teams(
 ) -> dict[str, tuple[str, ...]]:
     """Team of every target (inspector ids in pick order), or :class:`DrawRefused`.
 
-    Why plain lists and per-group arrays: a province draw serves ~27,000 targets, so the walk
-    keeps capacities in a Python list (numpy scalar access costs more than the walk itself) and
-    everything per target that can be is computed for all targets at once.
+    Why compiled: a province draw serves ~27,000 targets. Everything per target is computed for
+    all of them at once, and the walk (:func:`_walk_targets`) runs compiled until a target ends
+    short; Python then walks that target's full ranking and, if still short, repairs as before.
     """
     if not targets:
         return {}
@@ -206,9 +206,7 @@ def assign_teams(
     sizes = np.array([len(members.get(k, ())) for k in group_keys], dtype=np.int64)
     eligible_count = sizes[group_number]
     position = dict(zip(codes, range(len(codes)), strict=True))
-    conflicts_of: dict[str, set[int]] = {}  # credit code -> inspectors in conflict with it
     for code, i in conflicted:
-        conflicts_of.setdefault(code, set()).add(i)
         t = position.get(code)
         if t is not None and (inspectors.region[i], inspectors.department[i]) == (
             regions[t],
@@ -238,46 +236,46 @@ def assign_teams(
     salt_hash = fnv1a64_rows(matrix, start=fnv1a64(TEAM_SALT_PREFIX))
     with np.errstate(over="ignore"):
         salt_keys = mix64_array(np.uint64(skey) ^ salt_hash)
-    ranked = _ranked_prefixes(groups, members, salt_keys, insp_hash, size, len(targets))
+    prefix, widths = _ranked_prefixes(groups, members, salt_keys, insp_hash, size, len(targets))
 
     # Scarcest first, ties by credit code. Stable sort on the count alone suffices when the
     # targets come in credit-code order (as the engine passes them); otherwise sort fully.
     if all(map(operator.lt, codes, codes[1:])):
-        order = np.argsort(eligible_count, kind="stable").tolist()
+        order = np.argsort(eligible_count, kind="stable")
     else:
         counts = eligible_count.tolist()
-        order = sorted(range(len(targets)), key=lambda t: (counts[t], codes[t]))
-    ids = inspectors.ids
-    left = capacity.tolist()  # the walk's capacities; ``capacity`` is synced for a repair
-    teams: dict[str, tuple[str, ...]] = {}
-    team_of: dict[int, list[int]] = {}
-    no_conflicts: frozenset[int] = frozenset()
-    for t in order:
-        code = codes[t]
-        prev = previous.get(code)
-        prev_team = frozenset(prev) if prev else None
-        conflicts = conflicts_of.get(code, no_conflicts)
-        picked = _walk(ranked[t], left, conflicts, size, prev_team, ids)
-        if len(picked) < size:
-            group = members[(regions[t], departments[t])]
-            if len(ranked[t]) < len(group):
-                full = _rank(salt_keys[t], insp_hash[group], group)
-                picked = _walk(full, left, conflicts, size, prev_team, ids)
-        for i in picked:
-            left[i] -= 1
-        team_of[t] = picked
-        if len(picked) < size:
+        order = np.array(sorted(range(len(targets)), key=lambda t: (counts[t], codes[t])))
+    conflict_start, conflict_members = _conflicts_per_target(codes, conflicted)
+    previous_members = _previous_members(codes, previous, inspectors.ids, size)
+    team = np.zeros((len(targets), size), dtype=np.int64)  # members in pick order
+    filled = np.zeros(len(targets), dtype=np.int64)
+    args = (prefix, widths, capacity, conflict_start, conflict_members, previous_members)
+    pos = 0
+    while (pos := _walk_targets(order, pos, *args, team, filled)) < len(targets):
+        t = int(order[pos])
+        key = (regions[t], departments[t])
+        group = members[key]
+        if widths[t] < len(group):
+            full = np.asarray(_rank(salt_keys[t], insp_hash[group], group), dtype=np.int64)
+            conflicts = conflict_members[conflict_start[t] : conflict_start[t + 1]]
+            filled[t] = _walk(full, capacity, conflicts, previous_members[t], team[t])
+        capacity[team[t, : filled[t]]] -= 1
+        if filled[t] < size:
             # The walk ended short: exchange inspectors between this group's teams (SPEC §7).
-            capacity[:] = left
+            served = set(order[: pos + 1].tolist())
+            team_of = {u: team[u, : filled[u]].tolist() for u in groups[key] if u in served}
             repair = _Repair(
-                targets, groups[(regions[t], departments[t])], group, team_of,
-                capacity, conflicted, size, previous, inspectors, salt_keys, insp_hash,
+                targets, groups[key], group, team_of, capacity, conflicted, size, previous,
+                inspectors, salt_keys, insp_hash,
             )  # fmt: skip
-            for u in repair.fill(t, rules.load_cap):
-                teams[codes[u]] = tuple([ids[i] for i in team_of[u]])
-            left = capacity.tolist()
-        teams[code] = tuple([ids[i] for i in team_of[t]])
-    return teams
+            repair.fill(t, rules.load_cap)
+            for u, picked in team_of.items():
+                team[u], filled[u] = picked, size
+        pos += 1
+    names = np.asarray(inspectors.ids, dtype=object)[team[order]].tolist()
+    return dict(
+        zip(np.asarray(codes, dtype=object)[order].tolist(), map(tuple, names), strict=True)
+    )
 
 
 def _id_hashes(ids: tuple[str, ...]) -> np.ndarray:
@@ -307,6 +305,49 @@ def _groups(
     return distinct, {k: p.tolist() for k, p in zip(distinct, parts, strict=True)}, group_number
 
 
+def _conflicts_per_target(
+    codes: tuple[str, ...], conflicted: set[tuple[str, int]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The inspectors in conflict with target ``t`` are ``members[start[t]:start[t + 1]]``: the
+    compiled walk's form of ``(code, i) in conflicted``."""
+    of_code: dict[str, list[int]] = {}
+    for code, i in conflicted:
+        of_code.setdefault(code, []).append(i)
+    per_target = list(map(of_code.get, codes, itertools.repeat(())))
+    start = np.zeros(len(codes) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, per_target), dtype=np.int64, count=len(codes)), out=start[1:])
+    members = np.fromiter(itertools.chain.from_iterable(per_target), dtype=np.int64)
+    return start, members
+
+
+def _previous_members(
+    codes: tuple[str, ...], previous: Mapping[str, tuple[str, ...]], ids: tuple[str, ...], size: int
+) -> np.ndarray:
+    """Each target's previous team as inspector positions, or a row of -1 where no team can
+    equal it (none, or not ``size`` distinct inspectors of the table): the compiled walk
+    compares positions where the rule compares sets of ids.
+
+    Teams of ``size`` ids (the usual case) are looked up all at once; only longer ones, which
+    may repeat an id, go through a set each."""
+    out = np.full((len(codes), size), -1, dtype=np.int64)
+    index = dict(zip(ids, range(len(ids)), strict=True))
+    teams = list(map(previous.get, codes, itertools.repeat(())))
+    lengths = np.fromiter(map(len, teams), dtype=np.int64, count=len(teams))
+    rows = np.flatnonzero(lengths == size)
+    if len(rows):
+        flat = itertools.chain.from_iterable([teams[t] for t in rows.tolist()])
+        found = np.fromiter(map(index.get, flat, itertools.repeat(-1)), dtype=np.int64)
+        found = found.reshape(len(rows), size)
+        ordered = np.sort(found, axis=1)
+        usable = (ordered[:, 0] >= 0) & (np.diff(ordered, axis=1) != 0).all(axis=1)
+        out[rows[usable]] = found[usable]
+    for t in np.flatnonzero(lengths > size).tolist():
+        team = frozenset(teams[t])
+        if len(team) == size and index.keys() >= team:
+            out[t] = [index[i] for i in team]
+    return out
+
+
 def _rank(salt_key: np.uint64, hashes: np.ndarray, group: np.ndarray) -> list[int]:
     """All of a group's inspectors by (key, inspector id)."""
     keys = unit_keys(salt_key, hashes)
@@ -320,44 +361,75 @@ def _ranked_prefixes(
     insp_hash: np.ndarray,
     size: int,
     n_targets: int,
-) -> list[list[int]]:
+) -> tuple[np.ndarray, np.ndarray]:
     """Per target, its first few inspectors by (key, id): enough unless loads or conflicts bite.
+    Target ``t``'s are ``prefix[t, :width[t]]``.
 
     Compiled per group (:func:`serving.draws.keys.smallest_keys`); the prefix is exactly the
     head of the full ranking by (key, id) — the group is id-sorted — ties included.
     """
-    out: list[list[int]] = [[]] * n_targets
+    prefix = np.zeros((n_targets, size + 6), dtype=np.int64)
+    width = np.zeros(n_targets, dtype=np.int64)
     for key, idx in groups.items():
         group = members[key]
-        width = min(len(group), size + 6)
-        picks = smallest_keys(salt_keys[np.asarray(idx, dtype=np.int64)], insp_hash[group], width)
-        for t, row in zip(idx, group[picks].tolist(), strict=True):
-            out[t] = row
-    return out
+        rows = np.asarray(idx, dtype=np.int64)
+        w = min(len(group), size + 6)
+        prefix[rows, :w] = group[smallest_keys(salt_keys[rows], insp_hash[group], w)]
+        width[rows] = w
+    return prefix, width
 
 
-def _walk(
-    ranked: list[int],
-    left: list[int],
-    conflicts: AbstractSet[int],
-    size: int,
-    prev: frozenset[str] | None,
-    ids: tuple[str, ...],
-) -> list[int]:
-    """Walk the ranking: skip full or conflicted inspectors; never repeat the previous team."""
-    picked: list[int] = []
+@numba.njit(cache=True)
+def _holds(values, x):  # pragma: no cover - compiled
+    for v in values:  # noqa: SIM110 - numba compiles no any() over a generator
+        if v == x:
+            return True
+    return False
+
+
+@numba.njit(cache=True)
+def _walk(ranked, capacity, conflicts, previous, team):  # pragma: no cover - compiled
+    """SPEC §7 "Pick" for one target: walk ``ranked`` into ``team``, skipping inspectors with no
+    capacity left or in ``conflicts``; the first time the team is full and equals ``previous``
+    (positions, -1 when none), drop the last one appended and go on. Returns how many it holds;
+    capacities are not taken."""
+    size = len(team)
+    n = 0
     replaced = False
     for i in ranked:
-        if left[i] <= 0 or i in conflicts:
+        if capacity[i] <= 0 or _holds(conflicts, i):
             continue
-        picked.append(i)
-        if len(picked) == size:
-            if not replaced and prev and frozenset([ids[j] for j in picked]) == prev:
-                picked.pop()
-                replaced = True
-                continue
+        team[n] = i
+        n += 1
+        if n == size:
+            if not replaced and previous[0] >= 0:
+                same = True
+                for j in team:
+                    same = same and _holds(previous, j)
+                if same:
+                    n -= 1
+                    replaced = True
+                    continue
             break
-    return picked
+    return n
+
+
+@numba.njit(cache=True)
+def _walk_targets(
+    order, start, prefix, width, capacity, conflict_start, conflict_members, previous, team, filled
+):  # pragma: no cover - compiled
+    """Walk ``order[start:]`` (each target's ranked prefix), each full team taking one unit of
+    its members' capacities, up to the first target that ends short: its position in ``order``
+    (its capacities not taken), or ``len(order)``."""
+    for pos in range(start, len(order)):
+        t = order[pos]
+        conflicts = conflict_members[conflict_start[t] : conflict_start[t + 1]]
+        filled[t] = _walk(prefix[t, : width[t]], capacity, conflicts, previous[t], team[t])
+        if filled[t] < team.shape[1]:
+            return pos
+        for i in team[t]:
+            capacity[i] -= 1
+    return len(order)
 
 
 class _Repair:
