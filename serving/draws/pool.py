@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -70,6 +70,9 @@ class PoolTable:
     department: Labels  # "" where the pool gives none (the draw's department applies)
     last_inspected: np.ndarray  # int64 days since 1970-01-01, NO_DATE when unknown
     draws_this_year: np.ndarray  # int64, -1 when unknown
+    # SHA-256 of the bytes this table was read from, when those bytes are its canonical CSV
+    # (serving.draws.pool_file.read_canonical); None for a table validated from a frame.
+    canonical_sha256: Future | None = field(default=None, repr=False)
     _cache: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -87,8 +90,12 @@ class PoolTable:
     def sha256(self, cached: bool = True) -> str:
         """SHA-256 of :meth:`canonical_csv`, computed once unless ``cached=False`` (verify).
 
-        Thread-safe, and hashlib drops the GIL, so the draw hashes in a background thread.
+        Thread-safe, and hashlib drops the GIL, so the draw hashes in a background thread. A
+        table read from its canonical CSV answers with the hash of the bytes it was read from
+        (the same bytes, hashed by the reader itself), cached or not.
         """
+        if self.canonical_sha256 is not None:
+            return self.canonical_sha256.result()
         with self._lock:
             if not cached or "sha256" not in self._cache:
                 digest = hashlib.sha256(HEADER)
@@ -442,22 +449,35 @@ def _fused(parts: list[tuple[np.ndarray, list[str]]], suffix: str) -> tuple[np.n
 
 def _csv_body(pool: PoolTable) -> np.ndarray:
     """The canonical CSV's rows (no header) as bytes: code, labels, (date, count) per row."""
-    days = pool.last_inspected
-    known = days != NO_DATE
-    lo = int(days[known].min()) if known.any() else 0
-    hi = int(days[known].max()) if known.any() else -1
     epoch = date(1970, 1, 1).toordinal()
-    date_names = [str(date.fromordinal(epoch + d)) for d in range(lo, hi + 1)] + [""]
-    date_idx = np.where(known, days - lo, hi - lo + 1)
-    counts = pool.draws_this_year
-    top = int(counts.max()) if len(counts) else 0
-    count_names = [str(i) for i in range(top + 1)] + [""]
-    count_idx = np.where(counts < 0, top + 1, counts)
+    date_idx, date_names = _as_names(
+        pool.last_inspected, NO_DATE, lambda d: str(date.fromordinal(epoch + d))
+    )
+    count_idx, count_names = _as_names(pool.draws_this_year, -1, str)
     labels = [(lab.idx, list(lab.names)) for lab in (pool.tier, pool.region, pool.industry)]
     labels.append((pool.department.idx, list(pool.department.names)))
     label_row, label_table = _fused(labels, "")
     last_row, last_table = _fused([(date_idx, date_names), (count_idx, count_names)], "\n")
     return _write_rows(pool.code_bytes, label_row, *label_table, last_row, *last_table)
+
+
+def _as_names(values: np.ndarray, unknown: int, spell) -> tuple[np.ndarray, list[str]]:
+    """Integer values as indices into their spellings, ``unknown`` spelt "" (the last name).
+
+    Values span a short range in practice (dates of one year or two, counts below ten), so
+    every value of the range is spelt; a wide range spells only the values present.
+    """
+    known = values != unknown
+    if not known.any():
+        return np.zeros(len(values), dtype=np.int64), [""]
+    lo, hi = int(values[known].min()), int(values[known].max())
+    if hi - lo < 1 << 16:
+        present, idx = np.arange(lo, hi + 1), values - lo
+    else:
+        present = np.unique(values[known])
+        idx = np.searchsorted(present, values)  # unknown rows are replaced just below
+    idx = np.where(known, idx, len(present))
+    return idx, [spell(int(v)) for v in present] + [""]
 
 
 @numba.njit(cache=True)

@@ -14,13 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pacsv
 
 from serving.draws.engine import DrawResult, draw
 from serving.draws.gc_pause import gc_paused
 from serving.draws.inputs import DrawInputs
 from serving.draws.keys import seed_hash
+from serving.draws.pool_file import read_pool_file
 
 TARGET_COLUMNS = (
     "credit_code",
@@ -109,7 +108,7 @@ class PublishedRecord:
         directory = Path(directory)
         with gc_paused():
             doc = json.loads((directory / "record.json").read_text(encoding="utf-8"))
-            pool = _read_pool(directory / "pool.csv")
+            pool = read_pool_file(directory / "pool.csv")
             inspectors = pd.read_csv(directory / "inspectors.csv", dtype=str, keep_default_na=False)
             inspectors["load"] = inspectors["load"].astype(int)
             params = doc["parameters"]
@@ -145,19 +144,6 @@ def _targets_frame(rows: list[dict]) -> pd.DataFrame:
         if not isinstance(row, dict):
             raise ValueError(f"targets[{i}]: expected an object, got {type(row).__name__}")
     return pd.DataFrame({name: [row.get(name) for row in rows] for name in TARGET_COLUMNS})
-
-
-def _read_pool(path: Path) -> pd.DataFrame:
-    """The canonical pool CSV back into a frame (Arrow's multi-threaded reader: 2.5 M rows),
-    its columns left in Arrow memory: the pool validation reads them from there as is."""
-    text = {c: pa.string() for c in ("credit_code", "tier", "region", "industry", "department")}
-    options = pacsv.ConvertOptions(
-        column_types={**text, "last_inspected_on": pa.date32(), "draws_this_year": pa.int64()},
-        null_values=[""],
-        strings_can_be_null=False,
-    )
-    table = pacsv.read_csv(path, convert_options=options)
-    return table.to_pandas(types_mapper=pd.ArrowDtype)
 
 
 @dataclass(frozen=True)
