@@ -8,8 +8,10 @@ Times, in one process, medians over ``--repeats``:
 * ``verify`` — ``verify(record)``: fresh snapshot hashes and commitment, full re-run, compare.
 
 Wall and process CPU seconds are both printed (the machine is shared: CPU time is the steadier
-figure), with the load average when each run starts. ``--files`` also times writing the
-published folder and ``verify(PublishedRecord.read(folder))`` once.
+figure), with the load average when each run starts. ``--files`` (default) also times writing
+the published folder once and re-checking it from the files ``--repeats`` times
+(``verify(PublishedRecord.read(folder))``, what the verify endpoint does), and reading its
+``pool.csv`` by the strict canonical reader against Arrow's CSV reader + validation.
 
 The pool is given once in random row order and once already sorted by credit code (the order a
 stored snapshot has), since sorting 2.5 M codes is a large share of ``create``.
@@ -39,6 +41,8 @@ import numpy as np
 
 from features.credit_code import set_check_characters
 from serving.draws import DrawInputs, PublishedRecord, draw, seed_hash, verify
+from serving.draws.pool import PoolTable
+from serving.draws.pool_file import read_canonical, read_general
 from serving.draws.synthetic import inspectors_frame, pool_frame
 from serving.public_refs import pseudonymise
 
@@ -169,19 +173,48 @@ def main() -> None:
         f"teams {len(result.teams):,}, cells {len(result.receipt['cells'])}"
     )
     if args.files:
-        with tempfile.TemporaryDirectory() as tmp:
+        time_files(record, args.repeats)
+
+
+def time_files(record: PublishedRecord, repeats: int) -> None:
+    """Write the published folder once, then re-check it from the files ``repeats`` times (what
+    the verify endpoint and ``riskctl draw verify`` do), and read its pool.csv with the strict
+    canonical reader and with Arrow's CSV reader + validation (the general path), alternately."""
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        folder = record.write(Path(tmp) / "draw")
+        written = time.perf_counter() - t
+        size = sum(p.stat().st_size for p in folder.iterdir()) / 2**20
+        data = (folder / "pool.csv").read_bytes()
+        runs: dict[str, list[float]] = {
+            k: [] for k in ("read", "verify", "total", "strict", "arrow")
+        }
+        for _ in range(repeats):
             t = time.perf_counter()
-            folder = record.write(Path(tmp) / "draw")
-            written = time.perf_counter() - t
+            published = PublishedRecord.read(folder)
+            runs["read"].append(time.perf_counter() - t)
+            report = verify(published)
+            runs["total"].append(time.perf_counter() - t)
+            runs["verify"].append(runs["total"][-1] - runs["read"][-1])
+            assert report.ok, report.mismatches
             t = time.perf_counter()
-            report = verify(PublishedRecord.read(folder))
-            read_verify = time.perf_counter() - t
-            size = sum(p.stat().st_size for p in folder.iterdir()) / 2**20
-        assert report.ok
-        print(
-            f"published files: write {written:.2f} s ({size:.0f} MiB), read + verify "
-            f"{read_verify:.2f} s (one run)"
-        )
+            assert read_canonical(data) is not None
+            runs["strict"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            PoolTable.from_frame(read_general(data))
+            runs["arrow"].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    print(
+        f"published files: write {written:.2f} s ({size:.0f} MiB); re-check from the folder "
+        f"(read + verify) median {med['total']:.2f} s (runs {[round(x, 2) for x in runs['total']]}; "
+        f"read median {med['read']:.2f} s, verify median {med['verify']:.2f} s)"
+    )
+    print(
+        f"pool.csv read + validated: strict canonical reader median {med['strict']:.2f} s, "
+        f"Arrow CSV + validation median {med['arrow']:.2f} s "
+        f"({med['arrow'] / med['strict']:.1f}x; runs {[round(x, 2) for x in runs['strict']]} vs "
+        f"{[round(x, 2) for x in runs['arrow']]})"
+    )
 
 
 if __name__ == "__main__":

@@ -58,6 +58,15 @@ class Labels:
 
 
 @dataclass(frozen=True, eq=False)
+class CanonicalBytes:
+    """Bytes proved to be a pool's canonical CSV, and their SHA-256 (maybe still being computed
+    on another thread): the table answers with these instead of re-building them."""
+
+    data: bytes
+    sha256: Future
+
+
+@dataclass(frozen=True, eq=False)
 class PoolTable:
     """A validated pool, sorted by credit code (see module docstring)."""
 
@@ -70,9 +79,9 @@ class PoolTable:
     department: Labels  # "" where the pool gives none (the draw's department applies)
     last_inspected: np.ndarray  # int64 days since 1970-01-01, NO_DATE when unknown
     draws_this_year: np.ndarray  # int64, -1 when unknown
-    # SHA-256 of the bytes this table was read from, when those bytes are its canonical CSV
-    # (serving.draws.pool_file.read_canonical); None for a table validated from a frame.
-    canonical_sha256: Future | None = field(default=None, repr=False)
+    # The bytes this table was read from, when they are its canonical CSV (and their SHA-256):
+    # serving.draws.pool_file.read_canonical. None for a table validated from a frame.
+    canonical_source: CanonicalBytes | None = field(default=None, repr=False)
     _cache: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -85,6 +94,8 @@ class PoolTable:
 
     def canonical_csv(self) -> bytes:
         """The snapshot as canonical CSV bytes (SPEC.md §3): what the pool hash is taken over."""
+        if self.canonical_source is not None:
+            return self.canonical_source.data
         return HEADER + _csv_body(self).tobytes()
 
     def sha256(self, cached: bool = True) -> str:
@@ -94,8 +105,8 @@ class PoolTable:
         table read from its canonical CSV answers with the hash of the bytes it was read from
         (the same bytes, hashed by the reader itself), cached or not.
         """
-        if self.canonical_sha256 is not None:
-            return self.canonical_sha256.result()
+        if self.canonical_source is not None:
+            return self.canonical_source.sha256.result()
         with self._lock:
             if not cached or "sha256" not in self._cache:
                 digest = hashlib.sha256(HEADER)

@@ -30,6 +30,7 @@ from serving.draws.pool import (
     FORBIDDEN_IN_LABELS,
     HEADER,
     NO_DATE,
+    CanonicalBytes,
     Labels,
     PoolTable,
     _scan_codes,
@@ -76,9 +77,9 @@ def read_general(data: bytes) -> pd.DataFrame:
 def read_canonical(data: bytes, digest: Future | None = None) -> PoolTable | None:
     """The pool whose canonical CSV is exactly ``data``, or None when ``data`` is not canonical.
 
-    ``digest``, the SHA-256 of ``data`` being computed elsewhere, becomes the table's snapshot
-    hash (sound because ``table.canonical_csv() == data``, a property the tests check on
-    random and on corrupted files).
+    With ``digest``, the SHA-256 of ``data`` being computed elsewhere, the table keeps ``data``
+    as its canonical CSV and ``digest`` as its snapshot hash (sound because re-serialising the
+    table gives ``data`` again, a property the tests check on random and on corrupted files).
     """
     if not data.startswith(HEADER) or len(data) == len(HEADER) or data[-1:] != b"\n":
         return None
@@ -107,7 +108,7 @@ def read_canonical(data: bytes, digest: Future | None = None) -> PoolTable | Non
         **labels,
         last_inspected=days,
         draws_this_year=counts,
-        canonical_sha256=digest,
+        canonical_source=None if digest is None else CanonicalBytes(data, digest),
     )
 
 

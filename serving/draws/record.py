@@ -67,6 +67,10 @@ class PublishedRecord:
 
     def document(self) -> dict:
         """JSON-ready record: receipt, parameters, targets and teams (snapshots by hash only)."""
+        return {**self._fields(), "targets": json.loads(self.targets.to_json(orient="records"))}
+
+    def _fields(self) -> dict:
+        """Everything in :meth:`document` but the targets."""
         return {
             **self.receipt,
             "commitment": self.commitment,
@@ -76,13 +80,37 @@ class PublishedRecord:
             "policy": self.inputs.policy.canonical(),
             "model_version": self.inputs.model_version,
             "data_fingerprint": self.inputs.data_fingerprint,
-            "targets": json.loads(self.targets.to_json(orient="records")),
             "teams": {code: list(team) for code, team in sorted(self.teams.items())},
         }
 
     def to_json(self) -> str:
-        """The record as JSON text (sorted keys, UTF-8, 1-space indent)."""
-        return json.dumps(self.document(), sort_keys=True, ensure_ascii=False, indent=1)
+        """:meth:`document` as JSON text: sorted keys, UTF-8, one line per field, target and team.
+
+        Why not ``json.dumps(document, indent=...)``: indenting switches Python to its
+        pure-Python encoder, and a province's targets take seconds; here each line is written by
+        a C encoder (pandas' for the targets, the same numbers :meth:`document` holds), and the
+        record still reads, and diffs, one target per line.
+        """
+        compact = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
+        doc = self._fields()
+        columns = sorted(self.targets.columns)
+        doc["targets"] = (
+            self.targets.loc[:, columns]
+            .to_json(orient="records", lines=True, force_ascii=False)
+            .splitlines()
+        )
+        fields = []
+        for key in sorted(doc):
+            value = doc[key]
+            if key == "targets" and value:
+                text = "[\n  " + ",\n  ".join(value) + "\n ]"
+            elif key == "teams" and value:
+                rows = (f"{compact(code)}:{compact(team)}" for code, team in value.items())
+                text = "{\n  " + ",\n  ".join(rows) + "\n }"
+            else:
+                text = compact(value)
+            fields.append(f" {compact(key)}:{text}")
+        return "{\n" + ",\n".join(fields) + "\n}"
 
     def write(self, directory: Path) -> Path:
         """Write record.json, targets.csv, teams.csv and the canonical pool.csv/inspectors.csv."""
@@ -90,13 +118,13 @@ class PublishedRecord:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "record.json").write_text(self.to_json() + "\n", encoding="utf-8")
         self.targets.to_csv(directory / "targets.csv", index=False, lineterminator="\n")
-        teams = [
-            {"credit_code": code, "position": k + 1, "inspector_id": inspector}
+        teams = "".join(  # codes and inspector ids never need CSV quoting (SPEC.md §3)
+            f"{code},{k + 1},{inspector}\n"
             for code, team in sorted(self.teams.items())
             for k, inspector in enumerate(team)
-        ]
-        pd.DataFrame(teams, columns=["credit_code", "position", "inspector_id"]).to_csv(
-            directory / "teams.csv", index=False, lineterminator="\n"
+        )
+        (directory / "teams.csv").write_text(
+            "credit_code,position,inspector_id\n" + teams, encoding="utf-8"
         )
         (directory / "pool.csv").write_bytes(self.inputs.pool.canonical_csv())
         (directory / "inspectors.csv").write_bytes(self.inputs.inspectors.canonical_csv())

@@ -341,7 +341,13 @@ def test_published_record_verifies_and_round_trips_through_files(result, tmp_pat
         __import__("hashlib").sha256((folder / "pool.csv").read_bytes()).hexdigest()
         == doc["pool_sha256"]
     )
-    assert len(pd.read_csv(folder / "teams.csv")) == 2 * len(result.targets)
+    teams = pd.read_csv(folder / "teams.csv", dtype=str)
+    assert len(teams) == 2 * len(result.targets)
+    assert {
+        code: tuple(group.sort_values("position", key=lambda p: p.astype(int))["inspector_id"])
+        for code, group in teams.groupby("credit_code")
+    } == result.teams
+    assert json.loads((folder / "record.json").read_text(encoding="utf-8")) == record.document()
     report = verify(PublishedRecord.read(folder))
     assert report.ok, report.mismatches
     assert report.targets_checked == len(result.targets)

@@ -143,7 +143,7 @@ def test_other_spellings_of_the_same_pool_go_to_the_general_reader(
             read_pool_file(path)
         return
     table = read_pool_file(path)
-    assert table.canonical_sha256 is None
+    assert table.canonical_source is None
     assert_same_table(table, expected)
     assert table.sha256(cached=False) == hashlib.sha256(expected.canonical_csv()).hexdigest()
 
@@ -152,7 +152,7 @@ def test_a_canonical_file_is_hashed_as_it_is_read(canonical, tmp_path) -> None:
     path = tmp_path / "pool.csv"
     path.write_bytes(canonical)
     table = read_pool_file(path)
-    assert table.canonical_sha256 is not None
+    assert table.canonical_source is not None
     assert table.sha256(cached=False) == hashlib.sha256(canonical).hexdigest()
     assert table.canonical_csv() == canonical
 
