@@ -36,6 +36,7 @@ from serving.draws.allocate import DrawRefused
 from serving.draws.keys import (
     fnv1a64,
     fnv1a64_rows,
+    fnv1a64_strings,
     mix64_array,
     smallest_keys,
     unit_keys,
@@ -200,11 +201,14 @@ def assign_teams(
     conflicted = {(code, i) for i, codes in enumerate(inspectors.conflicts) for code in codes}
 
     codes, code_bytes, regions, departments = zip(*targets, strict=True)
-    group_keys, groups, group_number = _groups(list(zip(regions, departments, strict=True)))
+    keys = list(zip(regions, departments, strict=True))
+    groups: dict[tuple[str, str], list[int]] = {}
+    for t, key in enumerate(keys):
+        groups.setdefault(key, []).append(t)
 
     # Inspectors each target could have, conflicts aside from load: the scarcity order.
-    sizes = np.array([len(members.get(k, ())) for k in group_keys], dtype=np.int64)
-    eligible_count = sizes[group_number]
+    sizes = {key: len(members.get(key, ())) for key in groups}
+    eligible_count = np.fromiter(map(sizes.__getitem__, keys), dtype=np.int64, count=len(keys))
     position = dict(zip(codes, range(len(codes)), strict=True))
     for code, i in conflicted:
         t = position.get(code)
@@ -281,6 +285,8 @@ def assign_teams(
 def _id_hashes(ids: tuple[str, ...]) -> np.ndarray:
     """FNV-1a-64 of each id's UTF-8 bytes (:func:`fnv1a64_strings`), vectorised per byte length:
     a byte loop in Python over 5,000 ids costs more than the rest of the set-up."""
+    if len(ids) < 64:  # numpy's cost per call exceeds the byte loop's
+        return fnv1a64_strings(ids)
     encoded = [v.encode("utf-8") for v in ids]
     lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
     out = np.empty(len(encoded), dtype=np.uint64)
@@ -289,20 +295,6 @@ def _id_hashes(ids: tuple[str, ...]) -> np.ndarray:
         chunk = b"".join([encoded[k] for k in rows.tolist()])
         out[rows] = fnv1a64_rows(np.frombuffer(chunk, dtype=np.uint8).reshape(len(rows), length))
     return out
-
-
-def _groups(
-    keys: list[tuple[str, str]],
-) -> tuple[list[tuple[str, str]], dict[tuple[str, str], list[int]], np.ndarray]:
-    """Each target's (region, department): the distinct keys (first-seen order), the targets of
-    each key (ascending), and each target's key number — one stable sort, no loop per target."""
-    distinct = list(dict.fromkeys(keys))
-    number = {k: g for g, k in enumerate(distinct)}
-    group_number = np.fromiter(map(number.__getitem__, keys), dtype=np.int64, count=len(keys))
-    by_group = np.argsort(group_number, kind="stable")
-    bounds = np.cumsum(np.bincount(group_number, minlength=len(distinct)))[:-1]
-    parts = np.split(by_group, bounds)
-    return distinct, {k: p.tolist() for k, p in zip(distinct, parts, strict=True)}, group_number
 
 
 def _conflicts_per_target(
@@ -314,8 +306,8 @@ def _conflicts_per_target(
     for code, i in conflicted:
         of_code.setdefault(code, []).append(i)
     per_target = list(map(of_code.get, codes, itertools.repeat(())))
-    start = np.zeros(len(codes) + 1, dtype=np.int64)
-    np.cumsum(np.fromiter(map(len, per_target), dtype=np.int64, count=len(codes)), out=start[1:])
+    lengths = itertools.accumulate(map(len, per_target), initial=0)
+    start = np.fromiter(lengths, dtype=np.int64, count=len(codes) + 1)
     members = np.fromiter(itertools.chain.from_iterable(per_target), dtype=np.int64)
     return start, members
 
@@ -323,28 +315,26 @@ def _conflicts_per_target(
 def _previous_members(
     codes: tuple[str, ...], previous: Mapping[str, tuple[str, ...]], ids: tuple[str, ...], size: int
 ) -> np.ndarray:
-    """Each target's previous team as inspector positions, or a row of -1 where no team can
-    equal it (none, or not ``size`` distinct inspectors of the table): the compiled walk
-    compares positions where the rule compares sets of ids.
+    """Each target's previous team as inspector positions (-1: not an inspector of the table),
+    a row of -1 where it has fewer than ``size`` distinct ids: the compiled walk compares
+    positions where the rule compares sets of ids. A row of ``size`` positions that repeats one
+    never equals a team (``size`` distinct inspectors), as the rule's sets never would.
 
     Teams of ``size`` ids (the usual case) are looked up all at once; only longer ones, which
     may repeat an id, go through a set each."""
     out = np.full((len(codes), size), -1, dtype=np.int64)
     index = dict(zip(ids, range(len(ids)), strict=True))
     teams = list(map(previous.get, codes, itertools.repeat(())))
-    lengths = np.fromiter(map(len, teams), dtype=np.int64, count=len(teams))
-    rows = np.flatnonzero(lengths == size)
-    if len(rows):
-        flat = itertools.chain.from_iterable([teams[t] for t in rows.tolist()])
+    exact = list(map(size.__eq__, map(len, teams)))
+    rows = list(itertools.compress(range(len(codes)), exact))
+    if rows:
+        flat = itertools.chain.from_iterable(itertools.compress(teams, exact))
         found = np.fromiter(map(index.get, flat, itertools.repeat(-1)), dtype=np.int64)
-        found = found.reshape(len(rows), size)
-        ordered = np.sort(found, axis=1)
-        usable = (ordered[:, 0] >= 0) & (np.diff(ordered, axis=1) != 0).all(axis=1)
-        out[rows[usable]] = found[usable]
-    for t in np.flatnonzero(lengths > size).tolist():
+        out[rows] = found.reshape(len(rows), size)
+    for t in itertools.compress(range(len(codes)), map(size.__lt__, map(len, teams))):
         team = frozenset(teams[t])
-        if len(team) == size and index.keys() >= team:
-            out[t] = [index[i] for i in team]
+        if len(team) == size:
+            out[t] = [index.get(i, -1) for i in team]
     return out
 
 
@@ -390,9 +380,9 @@ def _holds(values, x):  # pragma: no cover - compiled
 @numba.njit(cache=True)
 def _walk(ranked, capacity, conflicts, previous, team):  # pragma: no cover - compiled
     """SPEC §7 "Pick" for one target: walk ``ranked`` into ``team``, skipping inspectors with no
-    capacity left or in ``conflicts``; the first time the team is full and equals ``previous``
-    (positions, -1 when none), drop the last one appended and go on. Returns how many it holds;
-    capacities are not taken."""
+    capacity left or in ``conflicts``; the first time the team is full and every member is in
+    ``previous`` (positions, see :func:`_previous_members`), drop the last one appended and go
+    on. Returns how many it holds; capacities are not taken."""
     size = len(team)
     n = 0
     replaced = False
@@ -402,7 +392,7 @@ def _walk(ranked, capacity, conflicts, previous, team):  # pragma: no cover - co
         team[n] = i
         n += 1
         if n == size:
-            if not replaced and previous[0] >= 0:
+            if not replaced:
                 same = True
                 for j in team:
                     same = same and _holds(previous, j)
