@@ -41,8 +41,10 @@ import os
 import re
 import secrets
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -53,6 +55,20 @@ import pyarrow.csv as pacsv
 
 from features.credit_code import ALPHABET, AUTHORITIES, WEIGHTS, check_character
 from features.credit_code import is_individual_business as is_individual
+from serving.draws.keys import FNV_OFFSET, FNV_PRIME
+from serving.draws.pool import (
+    _VALUE,
+    CODE_LENGTH,
+    PARALLEL_ROWS,
+    Labels,
+    PoolTable,
+    _code_order,
+    _other_columns,
+    _scan_codes,
+    _strictly_ascending,
+)
+from serving.draws.pool import COLUMNS as POOL_COLUMNS
+from serving.draws.pool import REQUIRED as POOL_REQUIRED
 from serving.siphash import siphash24_rows
 
 REF_AUTHORITY = "X"
@@ -63,6 +79,7 @@ MAPPING = "public_refs.csv"
 MIN_KEY_CHARS = 32
 DIGITS = 9
 _MODULUS = 31**DIGITS
+_V_BITS = 45  # 31⁹ < 2⁴⁵
 _WELL_FORMED_92 = re.compile(r"^92[0-9]{6}[0-9A-HJ-NP-RTUWXY]{10}$")
 _REF_SHAPE = re.compile(r"^X2[0-9]{6}[0-9A-HJ-NP-RTUWXY]{10}$")
 
@@ -158,29 +175,70 @@ def _derive_many(key: bytes, draw_id: str, codes: np.ndarray | list[str]) -> np.
 def _ref_matrix(units: np.ndarray, v: np.ndarray) -> np.ndarray:
     """References as an (n, 18) byte matrix: ``X``, the code's category and region, the nine
     base-31 digits of ``v`` (most significant first), the check character."""
-    out = np.empty((len(units), 18), dtype=np.uint8)
-    digits = v.astype(np.int64)  # < 31⁹ < 2⁶³
+    regions, rank = np.unique(_region_numbers(np.ascontiguousarray(units)), return_inverse=True)
+    return _ref_rows(regions, rank, v)[0]
+
+
+def _ref_rows(
+    regions: np.ndarray, rank: np.ndarray, v: np.ndarray, hashed: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """References (:func:`_ref_matrix`) of individual businesses (category ``2``) in region
+    ``regions[rank]`` with digits ``v``, and when ``hashed`` their FNV-1a-64 hashes (the pool's
+    code hash, SPEC.md §2), in one compiled pass on every core.
+
+    The first eight characters (``X2`` and the region) are the same for a whole region: they,
+    their part of the check sum and the hash state after them are worked out once per region.
+    """
+    heads = np.empty((len(regions), 8), dtype=np.uint8)
+    heads[:, 0] = ord(REF_AUTHORITY)
+    heads[:, 1] = ord("2")
+    heads[:, 2:] = 48 + np.asarray(regions)[:, None] // 10 ** np.arange(5, -1, -1) % 10
+    weights = np.asarray(WEIGHTS, dtype=np.int64)
+    head_sum = _ALPHABET_VALUE[heads] @ weights[:8]
+    head_fnv = np.full(len(regions), FNV_OFFSET, dtype=np.uint64)
+    for j in range(8):
+        head_fnv = (head_fnv ^ heads[:, j].astype(np.uint64)) * np.uint64(FNV_PRIME)
+    out = np.empty((len(v), 18), dtype=np.uint8)
+    fnv = np.empty(len(v) if hashed else 0, dtype=np.uint64)
     _fill_refs(
-        np.ascontiguousarray(units), digits, out, _ALPHABET_BYTES, np.asarray(WEIGHTS), _X_VALUE
+        np.ascontiguousarray(rank, dtype=np.intp),
+        np.ascontiguousarray(v).astype(np.int64),  # < 31⁹ < 2⁶³
+        heads,
+        head_sum,
+        head_fnv,
+        out,
+        fnv,
+        _ALPHABET_BYTES,
+        weights,
     )
-    return out
+    return out, fnv
 
 
 @numba.njit(cache=True, parallel=True)
-def _fill_refs(units, v, out, alphabet, weights, x_value) -> None:  # pragma: no cover - compiled
-    for r in numba.prange(len(units)):
-        out[r, 0] = alphabet[x_value]
-        total = x_value * weights[0]
-        for j in range(1, 8):
-            out[r, j] = units[r, j]
-            total += (units[r, j] - 48) * weights[j]  # digits: position = value
-        x = v[r]
-        for j in range(16, 7, -1):
-            d = x % 31
-            x //= 31
+def _fill_refs(rank, v, heads, head_sum, head_fnv, out, fnv, alphabet, weights):  # pragma: no cover
+    prime = np.uint64(FNV_PRIME)
+    for r in numba.prange(len(v)):
+        g = rank[r]
+        for j in range(8):
+            out[r, j] = heads[g, j]
+        total = head_sum[g]
+        hi, lo = v[r] // 28629151, v[r] % 28629151  # 31⁵: two independent chains of digits
+        for j in range(16, 11, -1):
+            d = lo % 31
+            lo //= 31
+            out[r, j] = alphabet[d]
+            total += d * weights[j]
+        for j in range(11, 7, -1):
+            d = hi % 31
+            hi //= 31
             out[r, j] = alphabet[d]
             total += d * weights[j]
         out[r, 17] = alphabet[(31 - total % 31) % 31]
+        if len(fnv):
+            f = head_fnv[g]
+            for j in range(8, 18):
+                f = (f ^ np.uint64(out[r, j])) * prime
+            fnv[r] = f
 
 
 def _code_matrix(codes: pa.Array) -> np.ndarray | None:
@@ -224,27 +282,88 @@ def _well_formed(units, value):  # pragma: no cover - compiled
     return ok
 
 
-def _fast_refs(key: bytes, draw_id: str, units: np.ndarray) -> np.ndarray | None:
-    """References of the rows of ``units`` (individual businesses, repeats allowed) as a byte
-    matrix, or None when two distinct codes share one (then :func:`_assign_arrays` applies the
+class _Fast(NamedTuple):
+    """Many rows' references, and the rows in the order of their references."""
+
+    refs: np.ndarray  # (n, 18) uint8, row by row
+    order: np.ndarray  # the rows in the order of their references
+    key: np.ndarray  # region rank · 2⁴⁵ + digits of ``order``'s rows, ascending
+    regions: np.ndarray  # the region number of each rank
+
+
+def _fast_refs(key: bytes, draw_id: str, units: np.ndarray) -> _Fast | None:
+    """References of the rows of ``units`` (individual businesses, repeats allowed) and their
+    order, or None when two distinct codes share one (then :func:`_assign_arrays` applies the
     exact rule).
 
-    Two codes share a reference when they agree on region and digits ``v``. Rows are sorted
-    by ``v`` alone, and only the few with an equal neighbour (the same code named twice, or
-    one chance in 31⁹ per pair) are compared in Python.
+    A reference is ``X2``, the region and the digits ``v``, so its byte order is the order of
+    (region, ``v``): one uint64 per row (the region's rank above ``v``'s 45 bits) sorts them,
+    shows which rows share a reference, and is all :func:`_sorted_refs` needs to write them in
+    order. Only the few with an equal neighbour (the same code named twice, or one chance in
+    31⁹ per pair) are compared in Python.
     """
     v = siphash24_rows(draw_key(key, draw_id), units) % np.uint64(_MODULUS)
-    order = np.argsort(v)
-    ranked = v[order]
+    present = np.zeros(10**6, dtype=bool)
+    region = _region_numbers(np.ascontiguousarray(units))
+    present[region] = True
+    if int(present.sum()) > 1 << (64 - _V_BITS):  # never in practice: no room for the ranks
+        return None
+    ranks = (np.cumsum(present, dtype=np.uint64) - np.uint64(1))[region]
+    sort_key = (ranks << np.uint64(_V_BITS)) | v
+    order = _argsort(sort_key)
+    ranked = sort_key[order]
     tied = np.flatnonzero(ranked[1:] == ranked[:-1])
     if len(tied):
         rows = order[np.union1d(tied, tied + 1)]
-        codes_at: dict[tuple[int, bytes], bytes] = {}
-        for digits, unit in zip(v[rows].tolist(), units[rows], strict=True):
+        codes_at: dict[int, bytes] = {}
+        for k, unit in zip(sort_key[rows].tolist(), units[rows], strict=True):
             code = unit.tobytes()
-            if codes_at.setdefault((digits, code[2:8]), code) != code:
+            if codes_at.setdefault(k, code) != code:
                 return None  # two different codes, one reference
-    return _ref_matrix(units, v)
+    regions = np.flatnonzero(present)
+    return _Fast(_ref_rows(regions, ranks, v)[0], order, ranked, regions)
+
+
+def _sorted_refs(keys: np.ndarray, regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """References and their hashes from sort keys (:class:`_Fast`), in the keys' order:
+    sequential reads, where gathering the references row by row would read at random."""
+    rank = keys >> np.uint64(_V_BITS)
+    return _ref_rows(regions, rank, keys & np.uint64((1 << _V_BITS) - 1), hashed=True)
+
+
+def _argsort(key: np.ndarray) -> np.ndarray:
+    """``np.argsort`` of uint64 keys (ties in any order), several times faster: one vectorised
+    ``np.sort`` of the keys' top bits with the row number packed below them; the rare runs
+    whose top bits tie are then ordered on the full keys."""
+    n = len(key)
+    if n < 2:
+        return np.arange(n, dtype=np.intp)
+    bits = (n - 1).bit_length()
+    drop = np.uint64(max(0, int(key.max()).bit_length() - (64 - bits)))
+    packed = ((key >> drop) << np.uint64(bits)) | np.arange(n, dtype=np.uint64)
+    packed.sort()
+    order = (packed & np.uint64((1 << bits) - 1)).astype(np.intp)
+    top = packed >> np.uint64(bits)
+    tied = top[1:] == top[:-1]
+    if drop and tied.any():
+        at = np.zeros(n, dtype=bool)
+        at[1:] |= tied
+        at[:-1] |= tied
+        positions = np.flatnonzero(at)
+        sub = order[positions]
+        order[positions] = sub[np.lexsort((key[sub], top[positions]))]
+    return order
+
+
+@numba.njit(cache=True, parallel=True)
+def _region_numbers(units):  # pragma: no cover - compiled
+    out = np.empty(len(units), dtype=np.int64)
+    for r in numba.prange(len(units)):
+        x = 0
+        for j in range(2, 8):
+            x = x * 10 + units[r, j] - 48
+        out[r] = x
+    return out
 
 
 def _check_well_formed(codes: np.ndarray) -> None:
@@ -367,9 +486,15 @@ class PublicRefs:
 
 @dataclass(frozen=True)
 class Referenced:
-    """A draw's inputs with every individual business replaced by its reference."""
+    """A draw's inputs with every individual business replaced by its reference.
 
-    pool: pd.DataFrame
+    ``pool`` is the validated table, exactly what ``PoolTable.from_frame`` gives for the
+    referenced frame, built from the code bytes read once here. When that validation would
+    refuse the pool (or two codes collided, a case left to the plain path), ``pool`` is the
+    referenced DataFrame, so that ``DrawInputs`` refuses it with the message it always gave.
+    """
+
+    pool: PoolTable | pd.DataFrame
     inspectors: pd.DataFrame
     previous_teams: dict[str, tuple[str, ...]]
     credit_codes: tuple[str, ...] | None  # ``filters.credit_codes`` (None when not given)
@@ -386,21 +511,26 @@ def pseudonymise(
 ) -> Referenced:
     """Replace individual businesses' codes by their references wherever a draw's inputs name
     them. Refuses (``ValueError``) any code that already starts with ``X``: references are the
-    only such units a pool may hold."""
-    codes = pool["credit_code"].astype(str)
+    only such units a pool may hold.
+
+    The pool comes back validated (a ``PoolTable``, see :class:`Referenced`): its codes are read
+    once, here, instead of again by ``DrawInputs``.
+    """
     conflicts = (
-        [_conflict_items(v) for v in inspectors["conflicts"]]
+        [_conflict_items(v) for v in inspectors["conflicts"].tolist()]
         if "conflicts" in inspectors.columns
         else []
     )
     listed = list(credit_codes) if credit_codes is not None else None
     others = [c for items in conflicts for c in items] + list(previous_teams) + (listed or [])
-    matrix = _code_matrix(pa.array(pool["credit_code"]))
+    arrow_codes = pa.array(pool["credit_code"])
+    matrix = _code_matrix(arrow_codes)
     reserved = [c for c in others if c.startswith(REF_AUTHORITY)]
     if matrix is not None:
         rows = np.flatnonzero(matrix[:, 0] == ord(REF_AUTHORITY))
         reserved = [matrix[r].tobytes().decode("ascii") for r in rows[:1]] + reserved
     else:
+        codes = pool["credit_code"].astype(str)
         reserved = codes[codes.str.startswith(REF_AUTHORITY)].tolist()[:1] + reserved
     if reserved:
         raise ValueError(
@@ -408,40 +538,57 @@ def pseudonymise(
             "authority uses and public references reserve"
         )
     extra = np.array([c for c in others if c.startswith("92")], dtype=object)
+    table = None
     if matrix is not None and (len(extra) == 0 or all(len(c) == 18 for c in extra)):
-        found = (matrix[:, 0] == ord("9")) & (matrix[:, 1] == ord("2"))
+        found = np.flatnonzero((matrix[:, 0] == ord("9")) & (matrix[:, 1] == ord("2")))
         units = np.concatenate(
-            [matrix[found], np.frombuffer("".join(extra).encode(), np.uint8).reshape(-1, 18)]
+            [
+                np.take(matrix, found, axis=0),
+                np.frombuffer("".join(extra).encode(), np.uint8).reshape(-1, 18),
+            ]
         )
-        if not _well_formed_rows(units).all():
-            bad = units[~_well_formed_rows(units)][0].tobytes().decode("ascii", "replace")
+        well_formed = _well_formed_rows(units)
+        if not well_formed.all():
+            bad = units[~well_formed][0].tobytes().decode("ascii", "replace")
             raise ValueError(f"{bad!r} starts with 92 but is not a well-formed credit code")
-        fast = _fast_refs(key, draw_id, units) if len(units) else units
+        nothing = _Fast(units, np.empty(0, np.intp), *[np.empty(0, np.uint64)] * 2)
+        with _OtherColumns(pool, arrow_codes.type) as other_columns:  # on the second core
+            fast = _fast_refs(key, draw_id, units) if len(units) else nothing
+            if fast is not None and other_columns.usable:
+                table = _referenced_table(matrix, found, fast, other_columns)
     else:
-        found, fast = codes.str.startswith("92").to_numpy(dtype=bool), None
-    n_pool = int(found.sum())
+        fast = None
     if fast is not None:
-        unit_codes, every = _strings(units), _strings(fast)
+        n_pool = len(found)
+        refs = PublicRefs(codes=_strings(units), refs=_strings(fast.refs))
+        every = fast.refs[n_pool:].view("S18").ravel().astype(str)
     else:  # malformed rows, or a collision: the exact rule on Python strings
-        unit_codes = np.concatenate([codes.to_numpy(dtype=object)[found], extra])
-        every = _assign_arrays(key, draw_id, unit_codes)
-    refs = PublicRefs(codes=unit_codes, refs=every)
+        codes = pool["credit_code"].astype(str)
+        is_92 = codes.str.startswith("92").to_numpy(dtype=bool)
+        n_pool = int(is_92.sum())
+        unit_codes = np.concatenate([codes.to_numpy(dtype=object)[is_92], extra])
+        assigned = _assign_arrays(key, draw_id, unit_codes)
+        refs = PublicRefs(codes=unit_codes, refs=assigned)
+        every = assigned[n_pool:]
+        if n_pool:
+            column = codes.to_numpy(dtype=object, copy=True)
+            column[is_92] = assigned[:n_pool]
+            pool = pool.copy()
+            pool["credit_code"] = column
+    if table is None and fast is not None and n_pool:  # refused below by DrawInputs
+        replaced = matrix.copy()
+        replaced[found] = fast.refs[:n_pool]
+        pool = pool.copy()
+        pool["credit_code"] = pd.Series(_strings(replaced), index=pool.index, dtype="str")
     if not len(refs):
         return Referenced(
-            pool, inspectors, dict(previous_teams), tuple(listed) if listed else None, refs
+            table if table is not None else pool,
+            inspectors,
+            dict(previous_teams),
+            tuple(listed) if listed else None,
+            refs,
         )
-    pool = pool.copy()
-    if n_pool:
-        if fast is not None:
-            replaced = matrix.copy()
-            replaced[found] = fast[:n_pool]
-            pool["credit_code"] = pd.Series(_strings(replaced), index=pool.index, dtype="str")
-        else:
-            column = codes.to_numpy(dtype=object, copy=True)
-            column[found] = every[:n_pool]
-            pool["credit_code"] = column
-    every = refs.refs.slice(n_pool).to_pylist()
-    small = dict(zip(extra.tolist(), every, strict=True))
+    small = dict(zip(extra.tolist(), every.tolist(), strict=True))
     if conflicts:
         inspectors = inspectors.copy()
         original = inspectors["conflicts"].tolist()
@@ -452,12 +599,109 @@ def pseudonymise(
             for v, items in zip(original, conflicts, strict=True)
         ]
     return Referenced(
-        pool=pool,
+        pool=table if table is not None else pool,
         inspectors=inspectors,
         previous_teams={small.get(c, c): tuple(t) for c, t in previous_teams.items()},
         credit_codes=tuple(small.get(c, c) for c in listed) if listed else None,
         refs=refs,
     )
+
+
+class _OtherColumns:
+    """The pool's columns but the code, encoded as ``PoolTable.from_frame`` encodes them: in a
+    helper thread for a large pool (numpy and Arrow release the GIL) while the codes are
+    referenced and sorted. ``usable`` is False for a frame from_frame refuses on its shape
+    (columns, no rows, codes that are not text); :meth:`result` is None when the encoding
+    refuses a column."""
+
+    def __init__(self, pool: pd.DataFrame, code_type: pa.DataType) -> None:
+        if pa.types.is_dictionary(code_type):
+            code_type = code_type.value_type
+        columns = list(pool.columns)
+        self.pool = pool
+        self.usable = (
+            len(pool) > 0
+            and all(c in columns for c in POOL_REQUIRED)
+            and all(c in POOL_COLUMNS for c in columns)
+            and (pa.types.is_string(code_type) or pa.types.is_large_string(code_type))
+        )
+        self.helper: ThreadPoolExecutor | None = None
+        self.pending: Future | None = None
+
+    def __enter__(self) -> _OtherColumns:
+        if self.usable and len(self.pool) >= PARALLEL_ROWS:
+            self.helper = ThreadPoolExecutor(max_workers=1)
+            self.pending = self.helper.submit(_other_columns, self.pool)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.helper is not None:
+            self.helper.shutdown(wait=True)
+
+    def result(self) -> dict | None:
+        try:  # a refusal is the engine's to name: DrawInputs validates the frame again
+            return self.pending.result() if self.pending else _other_columns(self.pool)
+        except Exception:
+            return None
+
+
+def _referenced_table(
+    matrix: np.ndarray, found: np.ndarray, fast: _Fast, other_columns: _OtherColumns
+) -> PoolTable | None:
+    """What ``PoolTable.from_frame`` gives for the pool whose rows ``found`` take the references
+    ``fast.refs`` (in that order), or None when it would refuse that pool.
+
+    Why not from_frame: it would parse, check and sort all the codes again. Here only the codes
+    that stay are checked and sorted; the references are valid by construction and already in
+    order (``fast.order``). No real code starts with ``X`` (refused above) and only ``Y`` sorts
+    after it, so the sorted pool is: kept codes before ``Y``, the references, the ``Y`` codes.
+    """
+    n_pool = len(found)
+    stays = np.ones(len(matrix), dtype=bool)
+    stays[found] = False
+    rest = np.flatnonzero(stays)
+    kept = np.take(matrix, rest, axis=0)
+    head, tail, fnv, problem = _scan_codes(kept, _VALUE, np.asarray(WEIGHTS, dtype=np.int64))
+    if problem.any():
+        return None
+    if _strictly_ascending(head, tail):
+        order = np.arange(len(kept))
+    else:
+        order, tied = _code_order(head, tail)
+        kept = np.take(kept, order, axis=0)
+        flat = kept.view(f"S{CODE_LENGTH}").ravel()
+        if len(tied) and (flat[tied + 1] == flat[tied]).any():
+            return None  # a code named twice
+    in_pool = fast.order < n_pool  # not a code only an inspector or a filter names
+    keys = fast.key[in_pool]
+    if (keys[1:] == keys[:-1]).any():
+        return None  # an individual business named twice: one reference twice
+    refs, ref_hash = _sorted_refs(keys, fast.regions)
+    ranked = fast.order[in_pool]
+    before = len(kept) - int(np.count_nonzero(kept[:, 0] == ord("Y")))
+    code_bytes = np.concatenate([kept[:before], refs, kept[before:]])
+    code_hash = np.concatenate(
+        [np.take(fnv, order[:before]), ref_hash, np.take(fnv, order[before:])]
+    )
+    rows = np.concatenate(
+        [np.take(rest, order[:before]), np.take(found, ranked), np.take(rest, order[before:])]
+    )
+    others = other_columns.result()
+    if others is None:
+        return None
+    if np.any(rows[1:] < rows[:-1]):  # else the pool was given in this order
+        others = {
+            name: Labels(np.take(x.idx, rows), x.names)
+            if isinstance(x, Labels)
+            else np.take(x, rows)
+            for name, x in others.items()
+        }
+    n = len(code_bytes)
+    offsets = np.arange(0, CODE_LENGTH * (n + 1), CODE_LENGTH, dtype=np.int64)
+    codes = pa.LargeStringArray.from_buffers(
+        n, pa.py_buffer(offsets), pa.py_buffer(code_bytes.reshape(-1))
+    )
+    return PoolTable(codes=codes, code_bytes=code_bytes, code_hash=code_hash, **others)
 
 
 def write_mapping(path: Path, refs: PublicRefs) -> None:

@@ -23,6 +23,7 @@ from serving import public_refs
 from serving.draw_desk import DrawDesk
 from serving.draw_desk import draws as draws_table
 from serving.draws import PublishedRecord, draw, verify
+from serving.draws.pool import PARALLEL_ROWS, PoolTable
 from serving.draws.synthetic import EXAMPLE_POLICY, example_inputs, inspectors_frame, pool_frame
 from serving.masking import INDIVIDUAL_CODE_IN_TEXT
 from serving.public_refs import (
@@ -412,9 +413,13 @@ def test_the_province_path_gives_the_one_at_a_time_references() -> None:
     pool = mixed_pool(600, seed=8)
     staff = inspectors_frame(24, pool, seed=8, conflict_rate=0.5)
     out = pseudonymise(KEY, "bytes-1", pool, staff, {})
-    for before, after in zip(pool["credit_code"], out.pool["credit_code"], strict=True):
-        assert after == (derive(KEY, "bytes-1", before) if before.startswith("92") else before)
-    assert out.pool["credit_code"].dtype == pool["credit_code"].dtype
+    assert isinstance(out.pool, PoolTable)  # validated once, from the bytes already read
+    expected = pool.assign(
+        credit_code=[
+            derive(KEY, "bytes-1", c) if c.startswith("92") else c for c in pool.credit_code
+        ]
+    )
+    assert_same_table(out.pool, PoolTable.from_frame(expected))
     pairs = out.refs.pairs().to_pylist()
     assert [p["public_ref"] for p in pairs] == sorted(out.refs.by_ref) and len(pairs) == 300
 
@@ -440,6 +445,7 @@ def test_a_collision_on_the_province_path_falls_back_to_the_exact_rule(monkeypat
     if a[2:8] != b[2:8]:
         pytest.skip("the two codes are in different regions: no collision to force")
     out = pseudonymise(KEY, "clash", pool, inspectors_frame(6, pool), {})
+    assert isinstance(out.pool, pd.DataFrame)  # the exact rule works on the frame
     refs = dict(zip(pool["credit_code"], out.pool["credit_code"], strict=True))
     assert refs[a] == derive(KEY, "clash", a, 0)
     assert refs[b] == derive(KEY, "clash", b, 1) != refs[a]
@@ -453,3 +459,159 @@ def test_the_compiled_shape_check_is_the_pattern_of_an_individual_business_code(
     units = np.frombuffer("".join(texts).encode(), dtype=np.uint8).reshape(-1, 18)
     expected = [bool(public_refs._WELL_FORMED_92.match(t)) for t in texts]
     assert public_refs._well_formed_rows(units).tolist() == expected
+
+
+# --- the pool, validated once -------------------------------------------------------------------
+def assert_same_table(got: PoolTable, want: PoolTable) -> None:
+    """Field by field, and the canonical snapshot and its hash."""
+    assert got.codes.equals(want.codes)
+    assert got.code_bytes.dtype == want.code_bytes.dtype
+    assert got.code_bytes.flags.c_contiguous
+    assert np.array_equal(got.code_bytes, want.code_bytes)
+    assert got.code_hash.dtype == want.code_hash.dtype
+    assert np.array_equal(got.code_hash, want.code_hash)
+    for name in ("tier", "region", "industry", "department"):
+        a, b = getattr(got, name), getattr(want, name)
+        assert a.names == b.names and a.idx.dtype == b.idx.dtype, name
+        assert np.array_equal(a.idx, b.idx), name
+    for name in ("last_inspected", "draws_this_year"):
+        a, b = getattr(got, name), getattr(want, name)
+        assert a.dtype == b.dtype and np.array_equal(a, b), name
+    assert got.canonical_csv() == want.canonical_csv()
+    assert got.sha256() == want.sha256()
+
+
+def with_authority(code: str, authority: str) -> str:
+    body = authority + code[1:17]
+    return body + check_character(body)
+
+
+def random_pool(rng: np.random.Generator, n: int, share: float) -> pd.DataFrame:
+    """A pool with ``share`` individual businesses, some ``Y`` codes (the only authority after
+    ``X``), and a random subset of the optional columns in random forms."""
+    pool = pool_frame(n, seed=int(rng.integers(1 << 30)), regions=4, industries=5)
+    kinds = rng.random(n)
+    pool["credit_code"] = [
+        individual(c) if k < share else with_authority(c, "Y") if k > 0.95 else c
+        for c, k in zip(pool["credit_code"], kinds, strict=True)
+    ]
+    if rng.random() < 0.5:
+        pool["department"] = np.where(rng.random(n) < 0.2, None, pool["region"] + "-market")
+    if rng.random() < 0.3:
+        pool = pool.drop(columns="last_inspected_on")
+    elif rng.random() < 0.5:
+        pool["last_inspected_on"] = pool["last_inspected_on"].dt.strftime("%Y-%m-%d")
+    if rng.random() < 0.3:
+        pool = pool.drop(columns="draws_this_year")
+    elif rng.random() < 0.5:
+        pool["draws_this_year"] = pool["draws_this_year"].astype(float).where(rng.random(n) > 0.1)
+    if rng.random() < 0.2:
+        pool["credit_code"] = pool["credit_code"].astype(
+            object if rng.random() < 0.5 else "category"
+        )
+    if rng.random() < 0.5:
+        pool = pool.sort_values("credit_code", ignore_index=True)  # a stored snapshot's order
+    elif rng.random() < 0.5:
+        pool.index = pool.index * 3 + 7
+    return pool
+
+
+def referenced_by_hand(pool: pd.DataFrame, draw_id: str) -> pd.DataFrame:
+    """The referenced frame the engine validated before: each 92 code by its reference."""
+    codes = [derive(KEY, draw_id, c) if c.startswith("92") else c for c in pool["credit_code"]]
+    return pool.assign(credit_code=pd.Series(codes, index=pool.index, dtype="str"))
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_the_referenced_table_is_what_the_pool_validation_gives(seed: int) -> None:
+    """pseudonymise builds the PoolTable from the codes it has read and checked; it must be
+    exactly the table ``PoolTable.from_frame`` makes of the referenced frame."""
+    rng = np.random.default_rng(seed)
+    share = [0.0, 1.0, 0.6][seed % 3] if seed < 9 else float(rng.random())
+    pool = random_pool(rng, int(rng.integers(1, 400)), share)
+    staff = inspectors_frame(8, pool, seed=seed, conflict_rate=0.5)
+    strangers = [individual(c) for c in pool_frame(3, seed=seed + 100)["credit_code"]]
+    staff.loc[0, "conflicts"] = ";".join(strangers[:2])  # individuals outside the pool
+    out = pseudonymise(KEY, f"d-{seed}", pool, staff, {strangers[2]: ("a",)})
+    assert isinstance(out.pool, PoolTable)
+    assert_same_table(out.pool, PoolTable.from_frame(referenced_by_hand(pool, f"d-{seed}")))
+    assert out.refs.by_code == {
+        c: derive(KEY, f"d-{seed}", c)
+        for c in [*pool["credit_code"], *strangers]
+        if c.startswith("92")
+    }
+
+
+def test_a_province_sized_pool_encodes_its_columns_on_the_second_core() -> None:
+    rng = np.random.default_rng(1)
+    pool = pool_frame(PARALLEL_ROWS + 1, seed=1, regions=30, industries=7)
+    pool["credit_code"] = [individual(c) if k < 0.6 else c for c, k in
+                           zip(pool["credit_code"], rng.random(len(pool)), strict=True)]  # fmt: skip
+    pool["department"] = pool["region"] + "-market"
+    staff = inspectors_frame(40, pool, seed=1, conflict_rate=0.5)
+    for frame in (pool, pool.sort_values("credit_code")):
+        out = pseudonymise(KEY, "province", frame, staff, {})
+        assert isinstance(out.pool, PoolTable)
+        assert_same_table(out.pool, PoolTable.from_frame(referenced_by_hand(frame, "province")))
+
+
+def spoil(pool: pd.DataFrame, how: str) -> pd.DataFrame:
+    pool = pool.copy()
+    plain = next(i for i, c in enumerate(pool["credit_code"]) if not c.startswith("92"))
+    single = next(i for i, c in enumerate(pool["credit_code"]) if c.startswith("92"))
+    code = pool["credit_code"].iat[plain]
+    if how == "check character":
+        wrong = ALPHABET[(ALPHABET.index(code[17]) + 1) % 31]
+        pool.iloc[plain, 0] = code[:17] + wrong
+    elif how == "lower case":
+        pool.iloc[plain, 0] = code[:10] + "i" + code[11:]
+    elif how == "short code":
+        pool.iloc[plain, 0] = code[:17]
+    elif how == "missing code":
+        pool["credit_code"] = pool["credit_code"].astype(object)
+        pool.iloc[plain, 0] = None
+    elif how == "numbers":
+        pool["credit_code"] = np.arange(len(pool)) + 10**17
+    elif how == "repeated code":
+        pool.iloc[plain + 1, 0] = code
+    elif how == "repeated individual":
+        pool.iloc[single + 2, 0] = pool["credit_code"].iat[single]
+    elif how == "label with a comma":
+        pool.iloc[3, 1] = "A,B"
+    elif how == "empty tier":
+        pool.iloc[3, 1] = ""
+    elif how == "bad date":
+        pool["last_inspected_on"] = pool["last_inspected_on"].astype(object)
+        pool.iloc[2, pool.columns.get_loc("last_inspected_on")] = "yesterday"
+    elif how == "negative count":
+        pool.iloc[2, pool.columns.get_loc("draws_this_year")] = -1
+    elif how == "unknown column":
+        pool["owner"] = "x"
+    elif how == "missing column":
+        pool = pool.drop(columns="tier")
+    elif how == "no rows":
+        pool = pool.iloc[:0]
+    return pool
+
+
+SPOILS = [
+    "check character", "lower case", "short code", "missing code", "numbers", "repeated code",
+    "repeated individual", "label with a comma", "empty tier", "bad date", "negative count",
+    "unknown column", "missing column", "no rows",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("how", SPOILS)
+def test_a_pool_the_validation_refuses_is_still_refused_with_the_same_message(how: str) -> None:
+    """Such a pool is handed over as the referenced frame, so that DrawInputs names the problem
+    exactly as it did when it validated every pool itself."""
+    pool = spoil(mixed_pool(40, seed=2), how)
+    staff = inspectors_frame(6, mixed_pool(40, seed=2), seed=2)
+    out = pseudonymise(KEY, "bad", pool, staff, {})
+    assert isinstance(out.pool, pd.DataFrame)
+    with pytest.raises(ValueError) as got:
+        example_inputs(pool=out.pool, inspectors=out.inspectors)
+    text = all(isinstance(c, str) for c in pool["credit_code"])
+    with pytest.raises(ValueError) as want:
+        PoolTable.from_frame(referenced_by_hand(pool, "bad") if text else pool)
+    assert str(want.value) in str(got.value)
