@@ -284,7 +284,7 @@ def _code_matrix(
     return matrix, (head, tail, fnv)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, nogil=True)
 def _scan_codes(matrix, value, weights):  # pragma: no cover - compiled
     """One pass over the codes, rows spread over the cores: each code's alphabet positions
     checked, its check character verified, its sort keys ``head`` / ``tail`` (the first and
@@ -491,7 +491,7 @@ def _as_names(values: np.ndarray, unknown: int, spell) -> tuple[np.ndarray, list
     return idx, [spell(int(v)) for v in present] + [""]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _write_rows(codes, a_row, a_bytes, a_off, b_row, b_bytes, b_off):  # pragma: no cover
     """Rows ``code,a,b`` (``b`` ends the line) written into one byte array, in row order:
     compiled, one thread (it runs beside the draw, on the second core)."""

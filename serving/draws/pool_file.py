@@ -139,7 +139,7 @@ def _labels_of_combinations(
     return out
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, nogil=True)
 def _parse_lines(body, chunks):  # pragma: no cover - compiled
     """Each line checked against the canonical spelling (SPEC.md §3.1) by :func:`_parse_line`,
     the body cut into ``chunks`` pieces spread over the cores: a piece first counts the lines
@@ -284,7 +284,7 @@ def _count(body, a, b):  # pragma: no cover - compiled
     return value
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _intern(body, start, length, hashes, bits):  # pragma: no cover - compiled
     """Number the distinct label spans in order of first appearance: whether that succeeded,
     each row's number, and the first row of each number. A row whose hash is already in the

@@ -9,6 +9,7 @@ as the first mismatch, named.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,9 +135,12 @@ class PublishedRecord:
     def read(cls, directory: Path) -> PublishedRecord:
         """Load a record written by :meth:`write` (inputs rebuilt from the published files)."""
         directory = Path(directory)
-        with gc_paused():
+        with gc_paused(), ThreadPoolExecutor(max_workers=1) as reader:
+            # The pool is parsed (compiled, without the GIL) while the JSON is decoded here.
+            pending = reader.submit(read_pool_file, directory / "pool.csv")
             doc = json.loads((directory / "record.json").read_text(encoding="utf-8"))
-            pool = read_pool_file(directory / "pool.csv")
+            targets = _targets_frame(doc["targets"])
+            pool = pending.result()
             inspectors = pd.read_csv(directory / "inspectors.csv", dtype=str, keep_default_na=False)
             inspectors["load"] = inspectors["load"].astype(int)
             params = doc["parameters"]
@@ -157,7 +161,7 @@ class PublishedRecord:
                 inputs=inputs,
                 seed=doc["seed"],
                 commitment=doc["commitment"],
-                targets=_targets_frame(doc["targets"]),
+                targets=targets,
                 teams={k: tuple(v) for k, v in doc["teams"].items()},
                 receipt=receipt,
             )
