@@ -60,12 +60,12 @@ from serving.draws.pool import (
     _VALUE,
     CODE_LENGTH,
     PARALLEL_ROWS,
-    Labels,
     PoolTable,
     _code_order,
     _other_columns,
     _scan_codes,
     _strictly_ascending,
+    take_rows,
 )
 from serving.draws.pool import COLUMNS as POOL_COLUMNS
 from serving.draws.pool import REQUIRED as POOL_REQUIRED
@@ -690,18 +690,8 @@ def _referenced_table(
     if others is None:
         return None
     if np.any(rows[1:] < rows[:-1]):  # else the pool was given in this order
-        others = {
-            name: Labels(np.take(x.idx, rows), x.names)
-            if isinstance(x, Labels)
-            else np.take(x, rows)
-            for name, x in others.items()
-        }
-    n = len(code_bytes)
-    offsets = np.arange(0, CODE_LENGTH * (n + 1), CODE_LENGTH, dtype=np.int64)
-    codes = pa.LargeStringArray.from_buffers(
-        n, pa.py_buffer(offsets), pa.py_buffer(code_bytes.reshape(-1))
-    )
-    return PoolTable(codes=codes, code_bytes=code_bytes, code_hash=code_hash, **others)
+        others = take_rows(others, rows)
+    return PoolTable.from_arrays(code_bytes, code_hash, others)
 
 
 def write_mapping(path: Path, refs: PublicRefs) -> None:

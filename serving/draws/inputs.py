@@ -50,6 +50,18 @@ class DrawInputs(BaseModel):
         }
 
 
+def inputs_from_parameters(parameters: dict, **fields: object) -> DrawInputs:
+    """Inputs from their published :meth:`DrawInputs.parameters` (a record, a test vector) and
+    the remaining fields (seed hash, snapshots, policy, model version, data fingerprint)."""
+    return DrawInputs(
+        draw_id=parameters["draw_id"],
+        draw_date=parameters["draw_date"],
+        department=parameters["department"],
+        previous_teams={k: tuple(v) for k, v in parameters["previous_teams"].items()},
+        **fields,
+    )
+
+
 def canonical_json(obj: object) -> bytes:
     """Sorted keys, no whitespace, UTF-8 (non-ASCII kept as is); floats as Python's repr."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(

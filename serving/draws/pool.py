@@ -163,24 +163,41 @@ class PoolTable:
         else:
             matrix, code_hash, order = _codes(frame)
             others = _other_columns(frame)
+        if order is not None:
+            others = take_rows(others, order)
+        return cls.from_arrays(matrix, code_hash, others)
+
+    @classmethod
+    def from_arrays(
+        cls,
+        code_bytes: np.ndarray,
+        code_hash: np.ndarray,
+        others: dict,
+        canonical_source: CanonicalBytes | None = None,
+    ) -> PoolTable:
+        """A table from checked, sorted parts: the (n, 18) code bytes, their hashes, and the
+        other columns as :func:`_other_columns` encodes them (the codes column is a view of the
+        code bytes, not a copy)."""
+        n = len(code_bytes)
         offsets = np.arange(0, CODE_LENGTH * (n + 1), CODE_LENGTH, dtype=np.int64)
         codes = pa.LargeStringArray.from_buffers(
-            n, pa.py_buffer(offsets), pa.py_buffer(matrix.reshape(-1))
+            n, pa.py_buffer(offsets), pa.py_buffer(code_bytes.reshape(-1))
         )
-
-        def reorder(x):
-            if order is None:
-                return x
-            if isinstance(x, Labels):
-                return Labels(np.take(x.idx, order), x.names)
-            return np.take(x, order)
-
         return cls(
             codes=codes,
-            code_bytes=matrix,
+            code_bytes=code_bytes,
             code_hash=code_hash,
-            **{name: reorder(value) for name, value in others.items()},
+            **others,
+            canonical_source=canonical_source,
         )
+
+
+def take_rows(columns: dict, rows: np.ndarray) -> dict:
+    """Encoded columns (:func:`_other_columns`) with their rows taken in the order ``rows``."""
+    return {
+        name: Labels(np.take(x.idx, rows), x.names) if isinstance(x, Labels) else np.take(x, rows)
+        for name, x in columns.items()
+    }
 
 
 def _codes(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -499,14 +516,14 @@ def _write_rows(codes, a_row, a_bytes, a_off, b_row, b_bytes, b_off):  # pragma:
     total = 0
     for r in range(n):
         a, b = a_row[r], b_row[r]
-        total += 20 + a_off[a + 1] - a_off[a] + b_off[b + 1] - b_off[b]
+        total += CODE_LENGTH + 2 + a_off[a + 1] - a_off[a] + b_off[b + 1] - b_off[b]
     out = np.empty(total, dtype=np.uint8)
     p = 0
     for r in range(n):
-        for j in range(18):
+        for j in range(CODE_LENGTH):
             out[p + j] = codes[r, j]
-        out[p + 18] = 44  # ","
-        p += 19
+        out[p + CODE_LENGTH] = 44  # ","
+        p += CODE_LENGTH + 1
         a = a_row[r]
         for k in range(a_off[a], a_off[a + 1]):
             out[p] = a_bytes[k]

@@ -27,18 +27,17 @@ from serving.draws.keys import FNV_OFFSET, FNV_PRIME
 from serving.draws.pool import (
     _VALUE,
     CODE_LENGTH,
-    FORBIDDEN_IN_LABELS,
     HEADER,
     NO_DATE,
     CanonicalBytes,
     Labels,
     PoolTable,
+    _labels,
     _scan_codes,
     _strictly_ascending,
 )
 
 LABEL_COLUMNS = ("tier", "region", "industry", "department")
-MAX_LABEL_CHARS = 100
 BAD_DATE = np.iinfo(np.int64).max  # what _day returns for a field that is not a canonical date
 _TABLE_BITS = 18  # distinct label combinations interned by the strict reader: at most 2^17
 
@@ -96,18 +95,10 @@ def read_canonical(data: bytes, digest: Future | None = None) -> PoolTable | Non
     labels = _labels_of_combinations(body, label_start[first_row], label_len[first_row], combo)
     if labels is None:
         return None
-    n = len(matrix)
-    offsets = np.arange(0, CODE_LENGTH * (n + 1), CODE_LENGTH, dtype=np.int64)
-    codes = pa.LargeStringArray.from_buffers(
-        n, pa.py_buffer(offsets), pa.py_buffer(matrix.reshape(-1))
-    )
-    return PoolTable(
-        codes=codes,
-        code_bytes=matrix,
-        code_hash=code_hash,
-        **labels,
-        last_inspected=days,
-        draws_this_year=counts,
+    return PoolTable.from_arrays(
+        matrix,
+        code_hash,
+        {**labels, "last_inspected": days, "draws_this_year": counts},
         canonical_source=None if digest is None else CanonicalBytes(data, digest),
     )
 
@@ -115,27 +106,26 @@ def read_canonical(data: bytes, digest: Future | None = None) -> PoolTable | Non
 def _labels_of_combinations(
     body: np.ndarray, start: np.ndarray, length: np.ndarray, combo: np.ndarray
 ) -> dict[str, Labels] | None:
-    """Each label column from the distinct ``tier,region,industry,department`` spans (one
-    per combination, decoded and checked here, in Python: a pool has few of them)."""
+    """Each label column from the distinct ``tier,region,industry,department`` spans: one per
+    combination, decoded here and encoded and checked by the pool's own label rule (a pool has
+    few combinations); None when a label breaks it (the general reader then names it)."""
     parts = []
     for s, k in zip(start.tolist(), length.tolist(), strict=True):
         try:
-            text = body[s : s + k].tobytes().decode("utf-8")
+            values = body[s : s + k].tobytes().decode("utf-8").split(",")
         except UnicodeDecodeError:
             return None
-        values = text.split(",")
-        if len(values) != 4 or any(len(v) > MAX_LABEL_CHARS for v in values):
-            return None
-        if not all(values[:3]) or any(ch in text for ch in FORBIDDEN_IN_LABELS if ch != ","):
+        if len(values) != 4:
             return None
         parts.append(values)
     out = {}
     for j, name in enumerate(LABEL_COLUMNS):
-        names = sorted({p[j] for p in parts}, key=lambda v: v.encode("utf-8"))
-        width = np.uint8 if len(names) <= 255 else np.uint16 if len(names) <= 65535 else np.int32
-        position = {v: i for i, v in enumerate(names)}
-        of_combo = np.array([position[p[j]] for p in parts], dtype=width)
-        out[name] = Labels(of_combo[combo], tuple(names))
+        column = pd.Series([p[j] for p in parts], dtype=object)
+        try:
+            of_combo = _labels(column, name, allow_null=name == "department")
+        except ValueError:
+            return None
+        out[name] = Labels(of_combo.idx[combo], of_combo.names)
     return out
 
 

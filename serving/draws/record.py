@@ -18,7 +18,7 @@ import pandas as pd
 
 from serving.draws.engine import DrawResult, draw
 from serving.draws.gc_pause import gc_paused
-from serving.draws.inputs import DrawInputs
+from serving.draws.inputs import DrawInputs, inputs_from_parameters
 from serving.draws.keys import seed_hash
 from serving.draws.pool_file import read_pool_file
 
@@ -143,16 +143,12 @@ class PublishedRecord:
             pool = pending.result()
             inspectors = pd.read_csv(directory / "inspectors.csv", dtype=str, keep_default_na=False)
             inspectors["load"] = inspectors["load"].astype(int)
-            params = doc["parameters"]
-            inputs = DrawInputs(
-                draw_id=params["draw_id"],
-                draw_date=params["draw_date"],
-                department=params["department"],
+            inputs = inputs_from_parameters(
+                doc["parameters"],
                 seed_hash=doc["seed_hash"],
                 pool=pool,
                 inspectors=inspectors,
                 policy=doc["policy"],
-                previous_teams={k: tuple(v) for k, v in params["previous_teams"].items()},
                 model_version=doc["model_version"],
                 data_fingerprint=doc["data_fingerprint"],
             )

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from serving.draws.engine import draw
-from serving.draws.inputs import SPEC_VERSION, DrawInputs
+from serving.draws.inputs import SPEC_VERSION, DrawInputs, inputs_from_parameters
 from serving.draws.keys import fnv1a64, mix64, seed_hash, seed_key, unit_key
 from serving.draws.synthetic import inspectors_frame, pool_frame
 
@@ -29,16 +29,12 @@ def inputs_from_vector(vector: dict) -> DrawInputs:
     pool = pd.DataFrame(vector["pool"])
     pool["last_inspected_on"] = pd.to_datetime(pool["last_inspected_on"], format="%Y-%m-%d")
     staff = pd.DataFrame(vector["inspectors"])
-    params = vector["parameters"]
-    return DrawInputs(
-        draw_id=params["draw_id"],
-        draw_date=params["draw_date"],
-        department=params["department"],
+    return inputs_from_parameters(
+        vector["parameters"],
         seed_hash=seed_hash(vector["seed"]),
         pool=pool,
         inspectors=staff,
         policy=vector["policy"],
-        previous_teams={k: tuple(v) for k, v in params["previous_teams"].items()},
         model_version=vector["model_version"],
         data_fingerprint=vector["data_fingerprint"],
     )
